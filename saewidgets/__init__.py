@@ -1,0 +1,47 @@
+"""saewidgets: Jupyter widgets and analyses for sparse-autoencoder features, through nnsight.
+
+>>> import saewidgets as sw
+>>> model, sae = sw.organism()          # the built-in model organism, offline
+>>> sw.FeatureExplorer(model, sae, feature=3)
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from .core import SAE, Binding, HookPoint, ModelLayout, bind, load_model, load_sae, save_sae
+
+__version__ = "0.1.0"
+
+# Public names served lazily from the module that owns them (keeps `import saewidgets` light).
+_LAZY = {
+    "organism": ".model_organism",
+    "organism_ground_truth": ".model_organism",
+    "logit_weights": ".analysis.logit_lens",
+    "logit_stats": ".analysis.logit_lens",
+    "TokenClasses": ".analysis.token_classes",
+    "token_classes": ".analysis.token_classes",
+    "enrichment": ".analysis.enrichment",
+    "logit_histogram": ".analysis.histogram",
+    "logit_histogram_chart": ".analysis.histogram",
+    "steer": ".analysis.steering",
+    "SteeringResult": ".analysis.steering",
+    "self_explain": ".analysis.self_explain",
+    "FeatureExplorer": ".widgets.explorer",
+}
+
+__all__ = ["SAE", "Binding", "HookPoint", "ModelLayout", "bind", "load_model", "load_sae", "save_sae", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'saewidgets' has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
