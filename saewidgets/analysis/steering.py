@@ -1,0 +1,293 @@
+"""Steering with SAE features: baseline and steered continuations from one batched call.
+
+``steer`` adds ``sum(scale * W_dec[f])`` (plus any raw directions) to the residual
+stream at the SAE's hook point, at every position of the prompt and of every
+generated token. Each prompt runs twice in the same batch, once without the
+vector (baseline) and once with it (steered), with the same decoding noise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from ..core.binding import Binding, bind
+from .generation import ResidualEdit, Step, check_decoding, eos_ids, generate
+
+Prompts = str | Sequence[str]
+
+
+@dataclass
+class SteeringStep:
+    """One generated step, as passed to ``on_step``: per prompt, the new token of each variant.
+
+    An entry is ``None`` once that row's continuation has ended (its EOS came at an
+    earlier step), so a stream shows exactly the tokens of the final result.
+    """
+
+    step: int
+    baseline_ids: list[int | None]
+    steered_ids: list[int | None]
+    baseline_logprobs: list[float | None]
+    steered_logprobs: list[float | None]
+
+
+@dataclass
+class SteeringResult:
+    """Baseline and steered continuations of each prompt.
+
+    Texts, ids and log-probabilities are per prompt: a plain value for a single
+    (str) prompt, a list with one entry per prompt otherwise. Continuations stop
+    after the first end-of-sequence token (kept in the ids, left out of the text).
+    Log-probabilities are the model's own (temperature 1) log-probabilities of the
+    chosen tokens, each under its own run.
+    """
+
+    prompts: list[str]
+    features: dict[int, float]
+    directions: list[tuple[torch.Tensor, float]]
+    vector: torch.Tensor  # the total vector added at every position (d_model)
+    layer: int
+    site: str
+    settings: dict[str, Any]  # max_new_tokens, temperature, top_p, seed
+    token_strings: dict[int, str] = field(repr=False)
+    _texts: dict[str, list[str]] = field(repr=False)
+    _ids: dict[str, list[list[int]]] = field(repr=False)
+    _logprobs: dict[str, list[list[float]]] = field(repr=False)
+    _single: bool = field(default=False, repr=False)
+
+    def _one(self, values: list) -> Any:
+        return values[0] if self._single else values
+
+    @property
+    def baseline(self) -> str | list[str]:
+        return self._one(self._texts["baseline"])
+
+    @property
+    def steered(self) -> str | list[str]:
+        return self._one(self._texts["steered"])
+
+    @property
+    def baseline_ids(self) -> list[int] | list[list[int]]:
+        return self._one(self._ids["baseline"])
+
+    @property
+    def steered_ids(self) -> list[int] | list[list[int]]:
+        return self._one(self._ids["steered"])
+
+    @property
+    def baseline_logprobs(self) -> list[float] | list[list[float]]:
+        return self._one(self._logprobs["baseline"])
+
+    @property
+    def steered_logprobs(self) -> list[float] | list[list[float]]:
+        return self._one(self._logprobs["steered"])
+
+    def to_frame(self) -> Any:
+        """One row per (prompt, variant, position) of the continuations.
+
+        Columns: prompt_index, prompt, variant ("baseline" | "steered"), position
+        (0 = first generated token), token_id, token (its decoded text), logprob.
+        """
+        import pandas as pd
+
+        records = [
+            dict(prompt_index=p, prompt=prompt, variant=variant, position=i, token_id=t,
+                 token=self.token_strings[t], logprob=lp)
+            for variant in ("baseline", "steered")
+            for p, prompt in enumerate(self.prompts)
+            for i, (t, lp) in enumerate(zip(self._ids[variant][p], self._logprobs[variant][p]))
+        ]
+        columns = ["prompt_index", "prompt", "variant", "position", "token_id", "token", "logprob"]
+        return pd.DataFrame.from_records(records, columns=columns)
+
+    def __repr__(self) -> str:
+        pairs = "; ".join(f"{b!r} -> {s!r}" for b, s in zip(self._texts["baseline"], self._texts["steered"]))
+        return f"SteeringResult(features={self.features}, {self.site}[{self.layer}]: {pairs})"
+
+
+def steer(
+    model: Any,
+    sae: Any = None,
+    prompt: Prompts | None = None,
+    features: Mapping[int, float] | None = None,
+    directions: Any = None,
+    max_new_tokens: int = 32,
+    temperature: float = 0.0,
+    top_p: float | None = None,
+    seed: int = 0,
+    remote: bool | str = False,
+    on_step: Callable[[SteeringStep], None] | None = None,
+    hook: Any = None,
+) -> SteeringResult:
+    """Generate from ``prompt`` with and without the steering vector, side by side.
+
+    The vector is ``sum(scale * W_dec[f] for f, scale in features.items())`` plus
+    ``directions`` (a d_model vector, a k x d_model tensor of vectors, or a list of
+    vectors or ``(vector, scale)`` pairs), added at the SAE's hook point (or
+    ``hook``) at every prompt position and every generated token. ``model, sae``
+    may be a ``Binding`` (``steer(binding, prompt=...)``). Several prompts run in
+    the same batch.
+
+    Decoding is greedy when ``temperature == 0``; otherwise it samples (optionally
+    within ``top_p``) with noise drawn from ``seed``: the same seed gives the same
+    result, and every row, baseline and steered, sees the same noise at each step,
+    so the two variants differ only where steering changed the choice (Gumbel-max
+    coupling; see ``saewidgets.analysis.generation``). A total vector of zero (all
+    scales 0) reproduces the baseline exactly: its steered rows are the baseline rows. ``on_step`` receives a ``SteeringStep`` after every step
+    while a local model runs; with ``remote`` the steps arrive after the run.
+    """
+    if isinstance(model, Binding) and prompt is None and not isinstance(sae, Binding):
+        sae, prompt = None, sae  # steer(binding, "prompt", ...)
+    binding = _binding(model, sae, hook)
+    prompts, single = _prompts(prompt)
+    check_decoding(max_new_tokens, temperature, top_p, seed)
+    if on_step is not None and not callable(on_step):
+        raise ValueError(f"on_step must be a function taking a SteeringStep, got {type(on_step).__name__}")
+    scales = _features(binding, features)
+    pairs = _directions(binding, directions)
+    vector = _total_vector(binding, scales, pairs)
+
+    # Rows 0..n-1 are the baselines (nothing added), rows n..2n-1 the steered runs.
+    # A zero vector changes nothing, so its steered rows are the baseline rows.
+    n = len(prompts)
+    offset = n if bool(vector.any()) else 0
+    edit = None
+    if offset:
+        rows = torch.zeros(2 * n, binding.d_model, dtype=vector.dtype)
+        rows[n:] = vector
+        edit = ResidualEdit(binding.layer, binding.site, rows)
+    generation = generate(
+        binding.model, prompts * (2 if offset else 1), edit=edit, max_new_tokens=max_new_tokens,
+        temperature=temperature, top_p=top_p, seed=seed, remote=remote,
+        on_step=None if on_step is None else _streamer(on_step, n, offset, eos_ids(binding.model)),
+    )
+
+    tokenizer = binding.tokenizer
+    texts: dict[str, list[str]] = {}
+    ids: dict[str, list[list[int]]] = {}
+    logprobs: dict[str, list[list[float]]] = {}
+    for variant, first in (("baseline", 0), ("steered", offset)):
+        conts = [generation.continuation(first + p) for p in range(n)]
+        ids[variant] = [c[0] for c in conts]
+        logprobs[variant] = [c[1] for c in conts]
+        texts[variant] = [  # the text leaves out a final EOS token
+            tokenizer.decode(c[0][: len(c[0]) - generation.ended[first + p]], clean_up_tokenization_spaces=False)
+            for p, c in enumerate(conts)
+        ]
+    seen = {t for variant in ids.values() for row in variant for t in row}
+    token_strings = {t: tokenizer.decode([t], clean_up_tokenization_spaces=False) for t in seen}
+    return SteeringResult(
+        prompts=prompts, features=scales, directions=pairs, vector=vector, layer=binding.layer,
+        site=binding.site, settings=dict(max_new_tokens=max_new_tokens, temperature=temperature,
+                                         top_p=top_p, seed=seed),
+        token_strings=token_strings, _texts=texts, _ids=ids, _logprobs=logprobs, _single=single,
+    )
+
+
+# -- validation and assembly -----------------------------------------------------------
+
+def _binding(model: Any, sae: Any, hook: Any) -> Binding:
+    if isinstance(model, Binding) and sae is None:
+        binding = model
+    elif isinstance(sae, Binding) and model is None:
+        binding = sae
+    elif sae is None:
+        raise ValueError("steer needs an SAE: steer(model, sae, prompt, ...) or steer(sw.bind(model, sae), prompt=...)")
+    else:
+        binding = bind(model, sae)
+    if hook is not None:
+        binding = bind(binding.model, binding.sae, hook)
+    return binding
+
+
+def _prompts(prompt: Any) -> tuple[list[str], bool]:
+    single = isinstance(prompt, str)
+    prompts = [prompt] if single else list(prompt) if isinstance(prompt, (list, tuple)) else None
+    if prompts is None:
+        raise ValueError(f"prompt must be a string or a list of strings, got {type(prompt).__name__}")
+    if not prompts:
+        raise ValueError("the prompt list is empty: give at least one prompt")
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise ValueError(f"prompt {i} is a {type(p).__name__}, not a string")
+        if not p.strip():
+            raise ValueError(f"prompt {i} is empty: give some text to continue")
+    return prompts, single
+
+
+def _scale(value: Any, what: str) -> float:
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"the scale of {what} must be a number, got {value!r}") from None
+    if not math.isfinite(scale):
+        raise ValueError(f"the scale of {what} is {scale}: give a finite number")
+    return scale
+
+
+def _features(binding: Binding, features: Any) -> dict[int, float]:
+    if features is None:
+        return {}
+    if not isinstance(features, Mapping):
+        raise ValueError(
+            f"features must be a dict {{feature: scale}}, for example {{12: 40.0}}; got {type(features).__name__}"
+        )
+    scales: dict[int, float] = {}
+    for f, s in features.items():
+        index = binding.check_feature(f)
+        scales[index] = scales.get(index, 0.0) + _scale(s, f"feature {index}")
+    return scales
+
+
+def _directions(binding: Binding, directions: Any) -> list[tuple[torch.Tensor, float]]:
+    if directions is None:
+        return []
+    if isinstance(directions, (list, tuple)):
+        items = [d if isinstance(d, tuple) else (d, 1.0) for d in directions]
+    else:
+        matrix = torch.as_tensor(directions)
+        items = [(row, 1.0) for row in (matrix[None] if matrix.ndim == 1 else matrix)]
+    pairs = []
+    for i, item in enumerate(items):
+        if len(item) != 2:
+            raise ValueError(f"direction {i} must be a vector or a (vector, scale) pair")
+        vec = torch.as_tensor(item[0]).detach().float().cpu()
+        if vec.ndim != 1 or vec.shape[0] != binding.d_model:
+            raise ValueError(
+                f"direction {i} has shape {tuple(vec.shape)}, but the residual stream at "
+                f"{binding.site}[{binding.layer}] has width {binding.d_model}: give vectors of length {binding.d_model}"
+            )
+        if not torch.isfinite(vec).all():
+            raise ValueError(f"direction {i} contains NaN or infinite values")
+        pairs.append((vec, _scale(item[1], f"direction {i}")))
+    return pairs
+
+
+def _total_vector(binding: Binding, scales: dict[int, float], pairs: list) -> torch.Tensor:
+    vector = torch.zeros(binding.d_model)
+    W_dec = binding.sae.W_dec.detach()
+    for f, s in scales.items():
+        vector += s * W_dec[f].float().cpu()
+    for vec, s in pairs:
+        vector += s * vec
+    return vector
+
+
+def _streamer(on_step: Callable[[SteeringStep], None], n: int, offset: int, eos: set[int]) -> Callable[[Step], None]:
+    """Turn row-wise ``Step``s into ``SteeringStep``s, hiding tokens after each row's EOS."""
+    ended = [False] * (n + offset)
+
+    def relay(step: Step) -> None:
+        ids: list[int | None] = []
+        lps: list[float | None] = []
+        for row, (t, lp) in enumerate(zip(step.ids, step.logprobs)):
+            ids.append(None if ended[row] else t)
+            lps.append(None if ended[row] else lp)
+            ended[row] = ended[row] or t in eos
+        on_step(SteeringStep(step.step, ids[:n], ids[offset:offset + n], lps[:n], lps[offset:offset + n]))
+
+    return relay
