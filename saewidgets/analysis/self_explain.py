@@ -1,0 +1,401 @@
+"""Self-explanation of SAE features (SelfIE / Patchscopes; Kharlapenko & neverix 2024).
+
+The model describes a feature itself: the residual stream at every placeholder position of a
+prompt such as ``The word "X" means`` is REPLACED by ``scale * d`` (``d = W_dec[feature]``)
+and the model generates. A sweep over scales runs as one batched nnsight generation per chunk
+of rows (features x scales), and metrics computed from the same pass pick the scale.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..core.binding import Binding, bind
+from ..core.model import load_model, model_layout
+from ..core.sae import SAE, check_index
+from . import self_explain_cache as cache
+from . import self_explain_metrics as metrics
+from .self_explain_engine import measure_prompt, patched_generate
+from .self_explain_prompts import DEFAULT_PLACEHOLDER, SelfExplainPrompt, build_prompt, cut_explanation
+
+DEFAULT_MAX_NEW_TOKENS = 16
+DEFAULT_BATCH_SIZE = 256
+
+__all__ = ["self_explain", "self_explanation_chart"]
+
+
+def self_explain(
+    model: Any,
+    sae: SAE | Binding | None = None,
+    feature: Any = None,
+    scales: Sequence[float] | np.ndarray | torch.Tensor | None = None,
+    template: str | Sequence[dict] = "meaning",
+    layer: int | None = None,
+    probe_layer: int | None = None,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    remote: Any = False,
+    cache_dir: Any = None,
+    *,
+    features: Any = None,
+    placeholder: str = DEFAULT_PLACEHOLDER,
+    stop: Sequence[str] | None = None,
+    min_scale: float | None = None,
+    failure_threshold: float = metrics.DEFAULT_FAILURE_THRESHOLD,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = True,
+    **generate_kwargs: Any,
+) -> pd.DataFrame:
+    """Have the model explain ``feature`` (or ``features=[...]``) over a sweep of scales.
+
+    Returns a DataFrame with one row per (feature, scale) and these columns:
+
+    - ``feature``, ``scale``; ``relative_norm`` = ``||scale * d||`` / reference norm.
+    - ``explanation``: the generation cut at the template's stop strings (``generated``: all of it).
+    - ``self_similarity``: ``cos(r_a, d) - cos(r_0, d)``, per row, with ``r_a`` the residual
+      entering block ``probe_layer`` at the last prompt position when the placeholder holds
+      ``a * d`` (``r_0``: the placeholder holds the zero vector).
+    - ``entropy``: ``H(a)`` of the next-token distribution at the last prompt position (nats);
+      ``entropy_change`` = ``H(a) - H(0)``.
+    - ``cross_entropy``: ``H(p_a, p_base) = -sum_v p_a(v) log p_base(v)``, where ``p_base`` is the
+      next-token distribution when the placeholder holds the mean token embedding rescaled to
+      the reference norm: a "generic word" of the size a residual has at that layer (this
+      baseline is independent of the scale, so one extra row serves every row of a batch).
+      Low when the patched prompt confidently predicts what a prompt about a generic word
+      predicts (the template still works); high when the patch has broken the prompt.
+    - ``eligible`` (``scale >= min_scale``), ``composite`` ``M = 0.4 * minmax(selfsim) -
+      0.6 * minmax(CE)`` over eligible scales (NaN for the others), ``chosen`` (the scale
+      with the highest M) and ``failed`` (max self-similarity below ``failure_threshold``).
+
+    ``df.attrs``: ``chosen_scale``, ``chosen_explanation`` and ``failed`` (a value for one
+    feature, a dict ``feature -> value`` for several), plus ``layer``, ``probe_layer``,
+    ``prompt``, ``positions``, ``reference_norm``, ``min_scale``, ``baseline_explanation``.
+
+    Parameters:
+        model, sae: an nnsight/transformers model and an SAE, or a ``Binding`` in either slot
+            (then ``self_explain(binding, feature)`` works too).
+        feature: a feature index, a list of them, or raw directions (a float tensor of
+            length d_model, or n x d_model); ``features=`` is the same.
+        scales: the sweep. Default: 32 scales from 0 to where ``||scale * d||`` is twice the
+            reference norm = the median residual norm entering block ``layer`` over the prompt.
+        template: ``"meaning"`` or ``"repeat"`` (chat wording when the tokenizer has a chat
+            template, else ``The word "X" means`` / ``Repeat "X" four times: "X" "X" "``),
+            a raw text with the placeholder, or chat messages (a final assistant message is
+            continued).
+        layer: block whose input is replaced at the placeholder (default ~1/9 of the depth);
+        probe_layer: block whose input is read for self-similarity (default ~8/9; may equal
+            the number of blocks: the residual after the last block). Must exceed ``layer``.
+        min_scale: scales below it are left out of the composite. Default: where
+            ``||scale * d||`` is 0.1 x the reference norm, the paper's 10 on a 0..200 sweep.
+        batch_size: rows per generation (two reference rows are added once per call).
+        remote: passed to nnsight (``True`` for NDIF, ``"local"`` to test serialisation).
+        cache_dir: folder for the JSON cache (default: ``$SAEWIDGETS_CACHE`` if set, else
+            no cache; ``False``: off).
+        generate_kwargs: passed to ``generate`` (greedy by default).
+    """
+    if features is not None:
+        if feature is not None:
+            raise ValueError("give feature= or features=, not both")
+        feature = features
+    if isinstance(model, Binding) and feature is None and not isinstance(sae, (SAE, Binding)):
+        feature, sae = sae, None
+    if feature is None:
+        raise ValueError("no feature given: pass feature=<index>, features=[...], or a direction tensor")
+    setup = _Setup.build(model, sae, layer, probe_layer)
+    items = _feature_items(setup, feature)
+    if not isinstance(max_new_tokens, numbers.Integral) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+    if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    user_scales = None if scales is None else _check_scales(scales)
+    prompt = build_prompt(setup.model.tokenizer, template, placeholder, stop)
+
+    reference_norm, mean_embedding = measure_prompt(
+        setup.model, setup.layout, prompt.input_ids, setup.layer, remote=remote
+    )
+    baseline = mean_embedding / mean_embedding.norm().clamp_min(1e-12) * reference_norm
+    for item in items:
+        norm = float(item.direction.norm())
+        if norm == 0:
+            raise ValueError(f"the direction of {item.label!r} is the zero vector: nothing to explain")
+        item.scales = user_scales if user_scales is not None else metrics.default_scales(reference_norm, norm)
+        item.min_scale = (
+            float(min_scale) if min_scale is not None else metrics.DEFAULT_MIN_RATIO * reference_norm / norm
+        )
+
+    folder = cache.resolve_cache_dir(cache_dir)
+    fingerprint = cache.model_fingerprint(setup.model, setup.layout) if folder else ""
+    for item in items:
+        if folder is None:
+            continue
+        item.key = cache.entry_key(
+            model=fingerprint, direction=cache.tensor_digest(item.direction), prompt=prompt.input_ids.tolist(),
+            positions=list(prompt.positions), layer=setup.layer, probe_layer=setup.probe_layer,
+            scales=[float(s) for s in item.scales], max_new_tokens=int(max_new_tokens), generate=generate_kwargs,
+        )
+        item.path = cache.entry_path(folder, item.tag, item.key)
+        item.entry = cache.load_entry(item.path, item.key)
+
+    _run_missing(setup, prompt, items, baseline, int(max_new_tokens), int(batch_size), remote, progress, generate_kwargs)
+    return _assemble(setup, prompt, items, reference_norm, failure_threshold)
+
+
+# -- setup --------------------------------------------------------------------------------
+@dataclass
+class _Setup:
+    model: Any
+    layout: Any
+    sae: SAE | None
+    n_layers: int
+    d_model: int
+    layer: int
+    probe_layer: int
+
+    @classmethod
+    def build(cls, model: Any, sae: Any, layer: Any, probe_layer: Any) -> "_Setup":
+        if sae is None and not isinstance(model, Binding):
+            nn_model = load_model(model)
+            layout = model_layout(nn_model)
+            n_layers = len(layout.blocks_of(nn_model._module))
+            from ..core.model import hidden_size
+
+            d_model, sae_obj = hidden_size(nn_model._module), None
+        else:
+            binding = bind(model, sae)
+            nn_model, layout, n_layers = binding.model, binding.layout, binding.n_layers
+            d_model, sae_obj = binding.d_model, binding.sae
+        default_inject, default_probe = metrics.default_layers(n_layers)
+        layer = default_inject if layer is None else check_index(
+            layer, n_layers, "layer", "this model has {n} blocks, and the injection point is the input of one"
+        )
+        if probe_layer is None:
+            probe_layer = max(default_probe, layer + 1)
+            probe_layer = min(probe_layer, n_layers)
+        probe_layer = check_index(
+            probe_layer, n_layers + 1, "probe_layer",
+            "this model has {n} residual points (block inputs, then the output of the last block)",
+        )
+        if probe_layer <= layer:
+            raise ValueError(
+                f"probe_layer={probe_layer} must come after the injection layer={layer}: self-similarity "
+                f"is read downstream of the patch (valid: {layer + 1}..{n_layers})"
+            )
+        return cls(nn_model, layout, sae_obj, n_layers, d_model, layer, probe_layer)
+
+
+@dataclass
+class _Item:
+    """One feature (or raw direction) to explain, and its cache entry once known."""
+
+    label: Any
+    tag: str
+    direction: torch.Tensor
+    scales: np.ndarray | None = None
+    min_scale: float = 0.0
+    key: str = ""
+    path: Any = None
+    entry: dict | None = None
+
+
+def _feature_items(setup: _Setup, feature: Any) -> list[_Item]:
+    if isinstance(feature, torch.Tensor) and feature.is_floating_point():
+        rows = feature[None] if feature.ndim == 1 else feature
+        if rows.ndim != 2 or rows.shape[1] != setup.d_model:
+            raise ValueError(
+                f"a direction must have length d_model={setup.d_model} (or be n x {setup.d_model}); "
+                f"got shape {tuple(feature.shape)}"
+            )
+        if not torch.isfinite(rows).all():
+            raise ValueError("the direction contains NaN or infinite values")
+        out = []
+        for i, row in enumerate(rows):
+            row = row.detach().float().cpu()
+            out.append(_Item(f"direction {i}", f"dir{i}-" + cache.tensor_digest(row)[:8], row))
+        return out
+    if setup.sae is None:
+        raise ValueError("feature indices need an SAE: pass sae=..., or give a direction tensor instead")
+    if isinstance(feature, torch.Tensor):
+        feature = feature.reshape(-1).tolist()
+    listed = feature if isinstance(feature, (list, tuple, range, np.ndarray)) else [feature]
+    if len(listed) == 0:
+        raise ValueError("the list of features is empty")
+    indices = [setup.sae.check_feature(f.item() if isinstance(f, np.generic) else f) for f in listed]
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"features must be distinct, got {indices}")
+    W_dec = setup.sae.W_dec
+    return [_Item(i, f"f{i}", W_dec[i].detach().float().cpu()) for i in indices]
+
+
+def _check_scales(scales: Any) -> np.ndarray:
+    try:
+        values = np.asarray(scales.detach().cpu() if isinstance(scales, torch.Tensor) else scales, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"scales must be a list of numbers, got {scales!r}") from error
+    if values.ndim == 0:
+        values = values[None]
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"scales must be a non-empty 1-D list of numbers, got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError(f"scales must be finite numbers, got {values.tolist()}")
+    return values
+
+
+# -- running ------------------------------------------------------------------------------
+@dataclass
+class _References:
+    zero_probe: torch.Tensor
+    zero_entropy: float
+    baseline_logits: torch.Tensor
+    zero_text: str
+    baseline_text: str
+
+
+def _run_missing(setup: _Setup, prompt: SelfExplainPrompt, items: list[_Item], baseline: torch.Tensor,
+                 max_new_tokens: int, batch_size: int, remote: Any, progress: bool,
+                 generate_kwargs: dict) -> None:
+    """Generate every row not in the cache, in chunks of ``batch_size`` rows; save per feature.
+
+    The first rows of the first chunk are the two references (zero vector, baseline); the
+    rows of each feature follow, in order. A feature's entry is written as soon as its last
+    row is done.
+    """
+    from tqdm.auto import tqdm
+
+    missing = [item for item in items if item.entry is None]
+    if not missing:
+        return
+    vectors = [torch.zeros(setup.d_model), baseline]
+    owners: list[tuple[int, int]] = [(-1, 0), (-1, 1)]
+    for n, item in enumerate(missing):
+        for s, scale in enumerate(item.scales):
+            vectors.append(float(scale) * item.direction)
+            owners.append((n, s))
+    pending = {n: {} for n in range(len(missing))}
+    refs: dict[int, tuple] = {}
+    references: _References | None = None
+    bar = tqdm(total=len(items), initial=len(items) - len(missing), desc="self-explain", unit="feature",
+               disable=not progress)
+    try:
+        for start in range(0, len(vectors), batch_size):
+            chunk = torch.stack(vectors[start:start + batch_size])
+            run = patched_generate(
+                setup.model, setup.layout, prompt.input_ids, prompt.positions, chunk, setup.layer,
+                setup.probe_layer, max_new_tokens, remote=remote, **generate_kwargs,
+            )
+            texts = _decode(setup.model.tokenizer, run.new_tokens)
+            for j, (n, s) in enumerate(owners[start:start + batch_size]):
+                row = (run.probe[j], run.logits[j], texts[j])
+                if n < 0:
+                    refs[s] = row
+                    if len(refs) == 2:
+                        references = _References(
+                            refs[0][0], float(metrics.entropy(refs[0][1])), refs[1][1], refs[0][2], refs[1][2]
+                        )
+                    continue
+                pending[n][s] = row
+                item = missing[n]
+                if len(pending[n]) == len(item.scales):
+                    item.entry = _entry(item, pending.pop(n), references)
+                    if item.path is not None:
+                        cache.save_entry(item.path, item.entry)
+                    bar.update(1)
+    finally:
+        bar.close()
+
+
+def _decode(tokenizer: Any, new_tokens: torch.Tensor) -> list[str]:
+    """Decode each row up to (not including) its first end-of-sequence token."""
+    eos = getattr(tokenizer, "eos_token_id", None)
+    texts = []
+    for row in new_tokens.tolist():
+        if eos is not None and eos in row:
+            row = row[: row.index(eos)]
+        texts.append(tokenizer.decode(row, skip_special_tokens=True))
+    return texts
+
+
+def _entry(item: _Item, rows: dict[int, tuple], refs: _References) -> dict:
+    """Per-scale metrics of one feature from its rows and the references, JSON-ready."""
+    order = sorted(rows)
+    probe = torch.stack([rows[s][0] for s in order])
+    logits = torch.stack([rows[s][1] for s in order])
+    cos = metrics.row_cosine(probe, item.direction)
+    cos0 = float(metrics.row_cosine(refs.zero_probe[None], item.direction)[0])
+    ent = metrics.entropy(logits)
+    return {
+        "key": item.key,
+        "label": item.label,
+        "scales": [float(s) for s in item.scales],
+        "generated": [rows[s][2] for s in order],
+        "self_similarity": (cos - cos0).tolist(),
+        "entropy": ent.tolist(),
+        "entropy_change": (ent - refs.zero_entropy).tolist(),
+        "cross_entropy": metrics.cross_entropy(logits, refs.baseline_logits).tolist(),
+        "zero_generated": refs.zero_text,
+        "baseline_generated": refs.baseline_text,
+    }
+
+
+# -- assembling ---------------------------------------------------------------------------
+def _assemble(setup: _Setup, prompt: SelfExplainPrompt, items: list[_Item], reference_norm: float,
+              failure_threshold: float) -> pd.DataFrame:
+    frames, chosen_scale, chosen_text, failed = [], {}, {}, {}
+    for item in items:
+        entry = item.entry
+        scales = np.asarray(entry["scales"], dtype=float)
+        selfsim = np.asarray(entry["self_similarity"], dtype=float)
+        ce = np.asarray(entry["cross_entropy"], dtype=float)
+        eligible = scales >= item.min_scale
+        score = metrics.composite(selfsim, ce, eligible)
+        best = int(np.nanargmax(score))
+        explanations = [cut_explanation(text, prompt.stop) for text in entry["generated"]]
+        is_failed = bool(np.max(selfsim) < failure_threshold)
+        frames.append(pd.DataFrame({
+            "feature": [item.label] * len(scales),
+            "scale": scales,
+            "relative_norm": scales * float(item.direction.norm()) / reference_norm,
+            "explanation": explanations,
+            "generated": entry["generated"],
+            "self_similarity": selfsim,
+            "entropy": entry["entropy"],
+            "entropy_change": entry["entropy_change"],
+            "cross_entropy": ce,
+            "eligible": eligible,
+            "composite": score,
+            "chosen": np.arange(len(scales)) == best,
+            "failed": is_failed,
+        }))
+        chosen_scale[item.label] = float(scales[best])
+        chosen_text[item.label] = explanations[best]
+        failed[item.label] = is_failed
+    df = pd.concat(frames, ignore_index=True)
+    single = len(items) == 1
+
+    def pick(values: dict) -> Any:
+        return next(iter(values.values())) if single else values
+
+    df.attrs.update(
+        chosen_scale=pick(chosen_scale),
+        chosen_explanation=pick(chosen_text),
+        failed=pick(failed),
+        layer=setup.layer,
+        probe_layer=setup.probe_layer,
+        prompt=prompt.text,
+        positions=list(prompt.positions),
+        reference_norm=reference_norm,
+        min_scale=pick({item.label: item.min_scale for item in items}),
+        baseline_explanation=cut_explanation(items[0].entry["baseline_generated"], prompt.stop),
+    )
+    return df
+
+
+def self_explanation_chart(df: pd.DataFrame, current_scale: float | None = None, feature: Any = None):
+    """Metric curves against scale (altair), the chosen scale (dashed) and ``current_scale`` marked."""
+    from .self_explain_chart import self_explanation_chart as chart
+
+    return chart(df, current_scale=current_scale, feature=feature)

@@ -1,0 +1,54 @@
+"""Altair chart of a self-explanation sweep: one panel per metric against scale."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+METRICS = {
+    "composite": "composite M",
+    "self_similarity": "self-similarity",
+    "cross_entropy": "cross-entropy vs baseline (nats)",
+    "entropy_change": "entropy change (nats)",
+}
+
+
+def self_explanation_chart(df: pd.DataFrame, current_scale: float | None = None, feature: Any = None,
+                           width: int = 360, height: int = 90):
+    """Metric curves of one feature against scale, stacked; the chosen scale is a dashed rule,
+    ``current_scale`` (e.g. a slider's value) a solid orange rule. Hover a point for its
+    explanation. ``feature`` picks one when ``df`` holds several."""
+    import altair as alt
+
+    missing = {"scale", "explanation", "chosen", *METRICS} - set(df.columns)
+    if missing:
+        raise ValueError(f"not a self_explain DataFrame: columns {sorted(missing)} are missing")
+    labels = list(dict.fromkeys(df["feature"])) if "feature" in df else [None]
+    if feature is None and len(labels) > 1:
+        raise ValueError(f"the DataFrame holds {len(labels)} features; pick one with feature=... (one of {labels})")
+    if feature is not None:
+        if feature not in labels:
+            raise ValueError(f"feature {feature!r} is not in the DataFrame (it has {labels})")
+        df = df[df["feature"] == feature]
+    if current_scale is not None:
+        current_scale = float(current_scale)
+    chosen = df.loc[df["chosen"], "scale"]
+    data = df[["scale", "explanation", *METRICS]].copy()
+    panels = []
+    for column, title in METRICS.items():
+        base = alt.Chart(data).encode(x=alt.X("scale:Q", title="scale"))
+        line = base.mark_line(point=True).encode(
+            y=alt.Y(f"{column}:Q", title=title, scale=alt.Scale(zero=False)),
+            tooltip=[alt.Tooltip("scale:Q", format=".3g"), alt.Tooltip(f"{column}:Q", format=".3g"),
+                     alt.Tooltip("explanation:N")],
+        )
+        layers = [line]
+        if len(chosen):
+            layers.append(alt.Chart(pd.DataFrame({"scale": chosen.iloc[:1]})).mark_rule(
+                strokeDash=[4, 3], color="black").encode(x="scale:Q"))
+        if current_scale is not None:
+            layers.append(alt.Chart(pd.DataFrame({"scale": [current_scale]})).mark_rule(
+                color="#e45756", strokeWidth=2).encode(x="scale:Q"))
+        panels.append(alt.layer(*layers).properties(width=width, height=height))
+    return alt.vconcat(*panels).resolve_scale(x="shared")
