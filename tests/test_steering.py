@@ -1,0 +1,283 @@
+"""sw.steer: steering every position and every generated token, checked against plain PyTorch hooks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import saewidgets as sw
+from tiny_models import random_sae, tiny_model
+
+N = 6  # new tokens per test run
+PROMPTS = ["The quick brown fox", "Hello", "Red, green and"]
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def family(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def gpt2():
+    return tiny_model("gpt2")
+
+
+def binding_for(model, layer=1, site="resid_pre", d_sae=64):
+    return sw.bind(model, random_sae(model._module.config.hidden_size, d_sae, layer, site))
+
+
+# -- reference: plain PyTorch hooks on the transformers module + HF generate ------------------
+
+def reference_generate(model, layer, site, prompts, vector, n, prompt_only=False):
+    """Greedy HF generate of [baselines..., steered...] with ``vector`` added by a torch hook.
+
+    ``prompt_only`` reproduces the SAELens tutorial bug (skip forward calls of length 1).
+    Returns (new ids, log-probs of the chosen tokens, residual lengths the hook edited).
+    """
+    hf = model._module
+    block = sw.bind(model, random_sae(vector.shape[0], 8, layer, site)).layout.blocks_of(hf)[layer]
+    rows = len(prompts)
+    delta = torch.zeros(2 * rows, 1, vector.shape[0])
+    delta[rows:, 0] = vector
+    edited, logprobs = [], []
+
+    def add(h):
+        if prompt_only and h.shape[1] == 1:
+            return h
+        edited.append(h.shape[1])
+        return h + delta.to(h.dtype)
+
+    if site == "resid_pre":
+        def pre(module, args, kwargs):
+            if args:
+                return (add(args[0]), *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": add(kwargs["hidden_states"])}
+        handle = block.register_forward_pre_hook(pre, with_kwargs=True)
+    else:
+        def post(module, args, out):
+            return (add(out[0]), *out[1:]) if isinstance(out, tuple) else add(out)
+        handle = block.register_forward_hook(post)
+    head = hf.lm_head.register_forward_hook(lambda m, a, out: logprobs.append(out[:, -1].float().log_softmax(-1)))
+    try:
+        enc = model.tokenizer(prompts * 2, return_tensors="pt", padding=True)
+        out = hf.generate(**enc, max_new_tokens=n, do_sample=False, eos_token_id=None,
+                          pad_token_id=model.tokenizer.pad_token_id)
+    finally:
+        handle.remove()
+        head.remove()
+    ids = out[:, enc["input_ids"].shape[1]:]
+    chosen = torch.stack([lp.gather(-1, ids[:, i:i + 1])[:, 0] for i, lp in enumerate(logprobs)], dim=1)
+    return ids, chosen, edited
+
+
+def rows_of(result, variant):
+    ids = getattr(result, f"{variant}_ids")
+    lps = getattr(result, f"{variant}_logprobs")
+    return (ids, lps) if ids and isinstance(ids[0], list) else ([ids], [lps])
+
+
+@pytest.mark.parametrize("site", ["resid_pre", "resid_post"])
+def test_steering_reaches_every_generated_token_like_pytorch_hooks(family, site):
+    model = tiny_model(family)
+    b = binding_for(model, layer=1, site=site)
+    features = {3: 6.0, 10: -4.0}
+    result = sw.steer(b, prompt=PROMPTS, features=features, max_new_tokens=N)
+    vector = 6.0 * b.sae.W_dec[3] - 4.0 * b.sae.W_dec[10]
+    torch.testing.assert_close(result.vector, vector)
+
+    ref_ids, ref_lps, edited = reference_generate(model, 1, site, PROMPTS, vector, N)
+    assert edited[0] > 1 and edited[1:] == [1] * (N - 1)  # the hook edited the prompt and every step
+    k = len(PROMPTS)
+    for variant, first in (("baseline", 0), ("steered", k)):
+        ids, lps = rows_of(result, variant)
+        for p in range(k):
+            n = len(ids[p])
+            assert ids[p] == ref_ids[first + p, :n].tolist()
+            torch.testing.assert_close(torch.tensor(lps[p]), ref_lps[first + p, :n], atol=1e-5, rtol=1e-5)
+
+    # Steering only the prompt (the length-1 bug) gives other log-probs on generated tokens.
+    _, bug_lps, bug_edited = reference_generate(model, 1, site, PROMPTS, vector, N, prompt_only=True)
+    assert bug_edited == [edited[0]]
+    steered_ids, steered_lps = rows_of(result, "steered")
+    later = [lp for p in range(k) for lp in zip(steered_lps[p][1:], bug_lps[k + p, 1:len(steered_lps[p])])]
+    assert later and max(abs(a - b) for a, b in later) > 1e-3
+
+
+def test_scale_zero_reproduces_the_baseline(gpt2):
+    b = binding_for(gpt2)
+    for temperature in (0.0, 1.0):
+        r = sw.steer(b, prompt=PROMPTS, features={3: 0.0, 7: 0.0}, max_new_tokens=N, temperature=temperature)
+        assert r.steered_ids == r.baseline_ids and r.steered == r.baseline
+        assert r.steered_logprobs == r.baseline_logprobs
+        assert not r.vector.any()
+    steered = sw.steer(b, prompt=PROMPTS, features={3: 8.0}, max_new_tokens=N)
+    assert steered.steered_ids != steered.baseline_ids  # and a real scale does change something
+
+
+def test_several_features_add_up(gpt2):
+    b = binding_for(gpt2)
+    W = b.sae.W_dec
+    by_features = sw.steer(b, prompt=PROMPTS, features={3: 5.0, 9: -2.5}, max_new_tokens=N)
+    direction = 5.0 * W[3] - 2.5 * W[9]
+    forms = [direction, direction[None], [direction], [(direction / 2, 2.0)], [(W[3], 5.0), (W[9], -2.5)],
+             direction.numpy()]
+    for form in forms:
+        r = sw.steer(b, prompt=PROMPTS, directions=form, max_new_tokens=N)
+        assert r.steered_ids == by_features.steered_ids
+        assert r.baseline_ids == by_features.baseline_ids
+        for a, c in zip(r.steered_logprobs, by_features.steered_logprobs):
+            torch.testing.assert_close(torch.tensor(a), torch.tensor(c), atol=1e-5, rtol=1e-5)
+    mixed = sw.steer(b, prompt=PROMPTS, features={3: 5.0}, directions=[(W[9], -2.5)], max_new_tokens=N)
+    assert mixed.steered_ids == by_features.steered_ids
+    assert mixed.features == {3: 5.0} and len(mixed.directions) == 1
+
+
+def test_batched_prompts_match_one_at_a_time(gpt2):
+    b = binding_for(gpt2)
+    together = sw.steer(b, prompt=PROMPTS, features={5: 7.0}, max_new_tokens=N)
+    assert together.prompts == PROMPTS and len(together.steered) == len(PROMPTS)
+    for p, prompt in enumerate(PROMPTS):
+        alone = sw.steer(b, prompt=prompt, features={5: 7.0}, max_new_tokens=N)
+        assert isinstance(alone.steered, str) and isinstance(alone.steered_ids[0], int)
+        assert alone.steered_ids == together.steered_ids[p]
+        assert alone.baseline_ids == together.baseline_ids[p]
+        assert alone.steered == together.steered[p]
+        torch.testing.assert_close(torch.tensor(alone.steered_logprobs), torch.tensor(together.steered_logprobs[p]),
+                                   atol=1e-4, rtol=1e-4)
+
+
+def test_sampling_is_reproducible_and_shares_noise(gpt2):
+    b = binding_for(gpt2)
+    kw = dict(prompt=PROMPTS, features={3: 3.0}, max_new_tokens=N, temperature=1.0)
+    first = sw.steer(b, seed=7, **kw)
+    again = sw.steer(b, seed=7, **kw)
+    other = sw.steer(b, seed=8, **kw)
+    assert first.steered_ids == again.steered_ids and first.baseline_ids == again.baseline_ids
+    assert first.steered_ids != other.steered_ids
+    greedy = sw.steer(b, prompt=PROMPTS, features={3: 3.0}, max_new_tokens=N)
+    assert first.baseline_ids != greedy.baseline_ids  # it did sample
+    # top_p keeps only the most likely tokens: at a tiny top_p sampling is greedy.
+    nucleus = sw.steer(b, seed=7, top_p=1e-6, **kw)
+    assert nucleus.steered_ids == greedy.steered_ids and nucleus.baseline_ids == greedy.baseline_ids
+    # Each row's draw does not depend on its batch neighbours.
+    alone = sw.steer(b, seed=7, **{**kw, "prompt": PROMPTS[1]})
+    assert alone.steered_ids == first.steered_ids[1] and alone.baseline_ids == first.baseline_ids[1]
+
+
+def test_remote_local_gives_the_local_result_and_replays_steps(gpt2):
+    b = binding_for(gpt2)
+    steps = []
+    local = sw.steer(b, prompt=PROMPTS, features={3: 6.0}, max_new_tokens=N, temperature=0.7, seed=1)
+    remote = sw.steer(b, prompt=PROMPTS, features={3: 6.0}, max_new_tokens=N, temperature=0.7, seed=1,
+                      remote="local", on_step=steps.append)
+    assert remote.steered_ids == local.steered_ids and remote.baseline_ids == local.baseline_ids
+    assert [s.step for s in steps] == list(range(N))
+
+
+def test_on_step_streams_while_generating(gpt2):
+    b = binding_for(gpt2)
+    calls = []
+    forwards = []
+    handle = gpt2._module.lm_head.register_forward_hook(lambda *a: forwards.append(1))
+    try:
+        def on_step(s):
+            calls.append((s, len(forwards)))
+        r = sw.steer(b, prompt=PROMPTS, features={3: 6.0}, max_new_tokens=N, on_step=on_step)
+    finally:
+        handle.remove()
+    assert [s.step for s, _ in calls] == list(range(N))
+    # Called inside the run: at step s, s forwards of the LM head have finished and the s-th is under way.
+    assert [seen for _, seen in calls] == list(range(N))
+    for p in range(len(PROMPTS)):
+        streamed = [s.steered_ids[p] for s, _ in calls if s.steered_ids[p] is not None]
+        assert streamed == r.steered_ids[p]
+        streamed = [s.baseline_logprobs[p] for s, _ in calls if s.baseline_logprobs[p] is not None]
+        assert streamed == pytest.approx(r.baseline_logprobs[p])
+
+
+def test_continuations_stop_at_eos(gpt2):
+    """A resid_post direction along EOS's unembedding makes the steered rows end at once."""
+    layer = gpt2._module.config.n_layer - 1
+    b = binding_for(gpt2, layer=layer, site="resid_post")
+    eos = gpt2.tokenizer.eos_token_id
+    steps = []
+    r = sw.steer(b, prompt=PROMPTS[:2], directions=[(b.unembedding()[:, eos], 200.0)], max_new_tokens=N,
+                 on_step=steps.append)
+    assert r.steered_ids == [[eos], [eos]] and r.steered == ["", ""]
+    vocab = gpt2._module.config.vocab_size
+    assert len(r.steered_logprobs[0]) == 1 and r.steered_logprobs[0][0] > -math.log(vocab)  # above uniform
+    assert all(s.steered_ids == [None, None] for s in steps[1:]) and steps[0].steered_ids == [eos, eos]
+    assert all(eos not in ids[:-1] for ids in r.baseline_ids)
+    frame = r.to_frame()
+    steered = frame[frame.variant == "steered"]
+    assert len(steered) == 2 and (steered.token == gpt2.tokenizer.eos_token).all()
+
+
+def test_to_frame_has_one_row_per_token(gpt2):
+    b = binding_for(gpt2)
+    r = sw.steer(b, prompt=PROMPTS, features={3: 6.0}, max_new_tokens=N)
+    frame = r.to_frame()
+    assert list(frame.columns) == ["prompt_index", "prompt", "variant", "position", "token_id", "token", "logprob"]
+    assert len(frame) == sum(len(x) for x in r.baseline_ids) + sum(len(x) for x in r.steered_ids)
+    row = frame[(frame.variant == "steered") & (frame.prompt_index == 1)]
+    assert row.token_id.tolist() == r.steered_ids[1]
+    assert "".join(row.token) == r.steered[1] + ("" if len(r.steered_ids[1]) == N else gpt2.tokenizer.eos_token)
+    assert row.logprob.tolist() == pytest.approx(r.steered_logprobs[1])
+    assert (frame.logprob <= 0).all()
+    assert "SteeringResult" in repr(r)
+
+
+def test_binding_forms_and_hook_override(gpt2):
+    sae = random_sae(32, 64, 1, "resid_pre")
+    a = sw.steer(gpt2, sae, "Hello", features={3: 6.0}, max_new_tokens=N)
+    b = sw.steer(sw.bind(gpt2, sae), "Hello", features={3: 6.0}, max_new_tokens=N)
+    c = sw.steer(sw.bind(gpt2, sae), prompt="Hello", features={3: 6.0}, max_new_tokens=N)
+    assert a.steered_ids == b.steered_ids == c.steered_ids and (a.layer, a.site) == (1, "resid_pre")
+    moved = sw.steer(gpt2, sae, "Hello", features={3: 6.0}, max_new_tokens=N, hook="blocks.2.hook_resid_post")
+    assert (moved.layer, moved.site) == (2, "resid_post") and moved.steered_logprobs != a.steered_logprobs
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(prompt=""), "prompt 0 is empty"),
+        (dict(prompt="   \n"), "prompt 0 is empty"),
+        (dict(prompt=[]), "prompt list is empty"),
+        (dict(prompt=["ok", " "]), "prompt 1 is empty"),
+        (dict(prompt=None), "prompt must be a string"),
+        (dict(prompt=["ok", 3]), "prompt 1 is a int"),
+        (dict(features={3: float("nan")}), "feature 3 is nan"),
+        (dict(features={3: math.inf}), "feature 3 is inf"),
+        (dict(features={3: "big"}), "must be a number"),
+        (dict(features={64: 1.0}), "64"),
+        (dict(features={-70: 1.0}), "-70"),
+        (dict(features=[3]), "features must be a dict"),
+        (dict(directions=torch.ones(16)), "width 32"),
+        (dict(directions=torch.ones(16)), "(16,)"),
+        (dict(directions=[(torch.ones(32), float("nan"))]), "direction 0 is nan"),
+        (dict(directions=torch.full((32,), math.inf)), "NaN or infinite"),
+        (dict(max_new_tokens=0), "max_new_tokens must be an integer >= 1"),
+        (dict(max_new_tokens=2.5), "max_new_tokens"),
+        (dict(temperature=-0.1), "temperature must be a finite number >= 0"),
+        (dict(temperature=math.nan), "temperature"),
+        (dict(top_p=0.0), "top_p"),
+        (dict(top_p=1.5), "top_p"),
+        (dict(seed="x"), "seed must be an integer"),
+        (dict(on_step=5), "on_step must be a function"),
+    ],
+)
+def test_bad_input_raises_a_clear_value_error(gpt2, kwargs, message):
+    b = binding_for(gpt2)
+    args = dict(prompt="Hello", features={3: 1.0}, max_new_tokens=2) | kwargs
+    with pytest.raises(ValueError, match=None) as info:
+        sw.steer(b, **args)
+    assert message in str(info.value)
+
+
+def test_missing_sae_and_bad_layer(gpt2):
+    with pytest.raises(ValueError, match="needs an SAE"):
+        sw.steer(gpt2, None, "Hello", features={3: 1.0})
+    with pytest.raises(ValueError, match="layer 9 does not exist"):
+        sw.steer(gpt2, random_sae(32, 64, 1), "Hello", features={3: 1.0}, hook="blocks.9.hook_resid_pre")
