@@ -1,0 +1,122 @@
+// The chosen feature: explanation, statistics, logit histogram by token class,
+// top promoted and suppressed tokens.
+import { h, replace, fmt, uid, visibleToken } from "../dom.js";
+import { watch } from "./store.js";
+import { drawHistogram } from "./histogram.js";
+import { onThemeChange } from "./theme.js";
+
+export function featurePanel(store) {
+  const classId = uid("sw-class");
+  const title = h("h3", { class: "sw-title" });
+  const explanation = h("p", { class: "sw-explanation" });
+  const stats = h("dl", { class: "sw-stats" });
+  const classSelect = h("select", {
+    id: classId,
+    class: "sw-input",
+    on: { change: () => store.set("token_class", classSelect.value) },
+  });
+  const chart = h("div", { class: "sw-chart", role: "img", "aria-label": "logit weight histogram" });
+  const promoted = h("tbody");
+  const suppressed = h("tbody");
+  const table = (caption, body) =>
+    h(
+      "table",
+      { class: "sw-table" },
+      h("caption", {}, caption),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "token"), h("th", { scope: "col" }, "weight"))),
+      body,
+    );
+
+  const node = h(
+    "section",
+    { class: "sw-panel sw-feature", "aria-label": "feature" },
+    h("div", { class: "sw-feature-head" }, title, explanation),
+    stats,
+    h(
+      "div",
+      { class: "sw-feature-body" },
+      h(
+        "div",
+        { class: "sw-histogram" },
+        h("div", { class: "sw-row" }, h("label", { class: "sw-label", for: classId }, "Token class"), classSelect),
+        chart,
+      ),
+      h("div", { class: "sw-top-tokens" }, table("Promoted", promoted), table("Suppressed", suppressed)),
+    ),
+  );
+
+  function updateInfo() {
+    const info = store.get("feature_info") || {};
+    title.textContent = info.feature === undefined ? "Feature" : `Feature ${info.feature}`;
+    explanation.textContent = info.explanation || "";
+    explanation.hidden = !info.explanation;
+    const entries = Object.entries(info.stats || {});
+    replace(
+      stats,
+      entries.map(([name, value]) => h("div", { class: "sw-stat" }, h("dt", {}, name), h("dd", {}, fmt(value)))),
+    );
+    const rows = (list) =>
+      (list || []).map(([token, value]) =>
+        h(
+          "tr",
+          {},
+          h("td", { class: "sw-token", title: JSON.stringify(String(token)) }, visibleToken(token)),
+          h("td", { class: "sw-num" }, fmt(value)),
+        ),
+      );
+    replace(promoted, rows(info.top_positive));
+    replace(suppressed, rows(info.top_negative));
+  }
+
+  function updateClasses() {
+    const names = store.get("class_names") || [];
+    if (classSelect.options.length !== names.length || [...classSelect.options].some((o, i) => o.value !== names[i])) {
+      replace(classSelect, names.map((name) => h("option", { value: name }, name)));
+    }
+    classSelect.value = store.get("token_class");
+  }
+
+  let finalize = null;
+  let drawing = 0;
+  async function updateChart() {
+    const histogram = store.get("histogram") || {};
+    const ticket = ++drawing;
+    if (!histogram.edges || !histogram.edges.length) {
+      finalize?.();
+      finalize = null;
+      return replace(chart, h("p", { class: "sw-muted" }, "no histogram"));
+    }
+    const width = Math.max(240, Math.min(520, (chart.clientWidth || 420) - 70));
+    const target = h("div");
+    try {
+      const done = await drawHistogram(target, histogram, { width });
+      if (ticket !== drawing) return done();
+      finalize?.();
+      finalize = done;
+      replace(chart, target);
+      chart.dataset.feature = String(histogram.feature ?? "");
+      chart.dataset.tokenClass = String(histogram.class ?? "");
+    } catch (error) {
+      if (ticket === drawing) replace(chart, h("p", { class: "sw-error-text" }, `chart failed: ${error.message}`));
+    }
+  }
+
+  const stops = [
+    watch(store, ["feature_info"], updateInfo),
+    watch(store, ["class_names", "token_class"], updateClasses),
+    watch(store, ["histogram"], updateChart),
+  ];
+  const stopTheme = onThemeChange(updateChart);
+  updateInfo();
+  updateClasses();
+  // Draw once the node is in the page so the chart can size itself.
+  requestAnimationFrame(updateChart);
+  return {
+    node,
+    destroy() {
+      stops.forEach((s) => s());
+      stopTheme();
+      finalize?.();
+    },
+  };
+}
