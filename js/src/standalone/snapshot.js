@@ -1,0 +1,241 @@
+// Precomputed results for views with no kernel (saved notebooks, exported HTML).
+//
+// `explorer.snapshot(...)` (saewidgets/export/snapshot.py) stores, in the `snapshot`
+// (JSON) and `snapshot_data` (packed numbers) traits, what Python would answer for a
+// grid of scales and a set of features. `snapshotModel(model)` wraps an anywidget model:
+// while a kernel answers, it only passes calls through; when there is none (a saved
+// page's model says `offline`; in JupyterLab or nbconvert's widget manager, a model
+// restored from saved state has no live comm), it answers the view's requests from the
+// snapshot: the slider snaps to the
+// grid, a feature outside the snapshot is refused with a message, and inputs that only
+// a kernel could follow (prompt, tokens, ...) are put back.
+import { h } from "../dom.js";
+import { asDataView, unpack } from "./packing.js";
+
+const FIXED_INPUTS = ["prompt", "max_new_tokens", "temperature", "seed", "steering"];
+
+function nearest(grid, value) {
+  let best = 0;
+  for (let i = 1; i < grid.length; i++) if (Math.abs(grid[i] - value) < Math.abs(grid[best] - value)) best = i;
+  return best;
+}
+
+/** The decoded snapshot of a model, or null when it has none. */
+export function readSnapshot(model) {
+  const raw = model.get("snapshot");
+  if (!raw || !raw.items || !Object.keys(raw.items).length) return null;
+  return unpack(raw, asDataView(model.get("snapshot_data")));
+}
+
+function describe(snapshot) {
+  const features = Object.keys(snapshot.items).map(Number);
+  const counts = features.map((f) => (snapshot.items[f].scales || []).length);
+  const scales = Math.max(0, ...counts);
+  const list = features.length <= 8 ? features.map((f) => `#${f}`).join(", ") : `${features.length} features`;
+  return `${list} × ${scales} scales`;
+}
+
+/**
+ * The widget manager's own model behind an anywidget model proxy (which hides it), found
+ * by the identity of its `snapshot` object; null when the manager does not say.
+ */
+async function managerModel(model) {
+  const models = model.widget_manager && model.widget_manager._models;
+  const marker = model.get("snapshot");
+  if (!models || !marker || typeof marker !== "object") return null;
+  for (const promise of Object.values(models)) {
+    try {
+      const candidate = await promise;
+      if (candidate && typeof candidate.get === "function" && candidate.get("snapshot") === marker) return candidate;
+    } catch {
+      // a model that failed to load is not ours
+    }
+  }
+  return null;
+}
+
+/**
+ * Wrap `model` so that, without a kernel, precomputed results answer the view.
+ * Returns {model, attach(el), detach()}: `attach` adds the "precomputed" note.
+ */
+export function snapshotModel(model) {
+  let offline = Boolean(model.offline);
+  let snapshot = readSnapshot(model);
+  const pending = new Map(); // input -> previous value, since the last save_changes
+  const listeners = [];
+  let note = null;
+
+  const error = (message) => model.set("error", message);
+
+  function item(feature) {
+    return snapshot && snapshot.items[String(feature)];
+  }
+
+  function generation(entry, index) {
+    const steering = (model.get("steering") || []).filter((e) => e.feature !== entry.feature);
+    return {
+      id: `snapshot-${entry.feature}-${index}`,
+      status: "done",
+      prompt: snapshot.inputs.prompt,
+      features: [...steering.map((e) => [e.feature, e.scale]), [entry.feature, entry.scales[index]]],
+      max_new_tokens: snapshot.inputs.max_new_tokens,
+      temperature: snapshot.inputs.temperature,
+      seed: snapshot.inputs.seed,
+      baseline: snapshot.baseline,
+      steered: entry.steered[index],
+      precomputed: true,
+    };
+  }
+
+  function showScale(entry) {
+    const index = nearest(entry.scales, Number(model.get("scale")) || 0);
+    if (model.get("scale") !== entry.scales[index]) model.set("scale", entry.scales[index]);
+    model.set("generation", generation(entry, index));
+    if (entry.self_explanation) model.set("self_explanation", entry.self_explanation[index] ?? entry.self_explanation);
+  }
+
+  function showFeature(entry) {
+    for (const [name, value] of Object.entries(entry.traits || {})) model.set(name, value);
+    showHistogram(entry, model.get("token_class"));
+    showScale(entry);
+  }
+
+  function showHistogram(entry, tokenClass) {
+    const histograms = entry.histograms || {};
+    const key = tokenClass in histograms ? tokenClass : Object.keys(histograms)[0];
+    if (key !== undefined) model.set("histogram", histograms[key]);
+  }
+
+  function search(query) {
+    const needle = String(query || "").trim().toLowerCase();
+    if (!needle) return model.set("search_results", []);
+    const hits = [];
+    for (const [feature, entry] of Object.entries(snapshot.items)) {
+      const info = (entry.traits && entry.traits.feature_info) || {};
+      const words = [info.explanation || "", ...(info.top_positive || []).map(([t]) => String(t))];
+      const hit = words.find((w) => w.toLowerCase().includes(needle));
+      if (hit !== undefined) hits.push([Number(feature), hit]);
+    }
+    model.set("search_results", hits);
+  }
+
+  /** Answer the inputs changed since the last sync from the snapshot. */
+  function answer() {
+    const changed = new Map(pending);
+    pending.clear();
+    if (changed.has("feature")) {
+      const entry = item(model.get("feature"));
+      if (!entry) {
+        const wanted = model.get("feature");
+        model.set("feature", changed.get("feature"));
+        error(`No kernel: feature ${wanted} was not precomputed. This saved view has ${describe(snapshot)}.`);
+        return;
+      }
+      showFeature(entry);
+    } else if (changed.has("scale")) {
+      const entry = item(model.get("feature"));
+      if (entry) showScale(entry);
+    }
+    if (changed.has("token_class")) {
+      const entry = item(model.get("feature"));
+      const histograms = (entry && entry.histograms) || {};
+      if (!(model.get("token_class") in histograms)) {
+        const wanted = model.get("token_class");
+        model.set("token_class", changed.get("token_class"));
+        error(`No kernel: the histogram for token class ${JSON.stringify(String(wanted))} was not precomputed.`);
+      } else showHistogram(entry, model.get("token_class"));
+    }
+    if (changed.has("search")) search(model.get("search"));
+    const refused = FIXED_INPUTS.filter((name) => changed.has(name));
+    if (refused.length) {
+      for (const name of refused) model.set(name, changed.get(name));
+      error(`No kernel: changing ${refused.join(", ")} needs a running kernel; this saved view shows precomputed results only.`);
+    }
+  }
+
+  const wrapped = {
+    get: (name) => model.get(name),
+    set(name, value) {
+      const changes = typeof name === "object" && name !== null ? name : { [name]: value };
+      for (const key of Object.keys(changes)) if (!pending.has(key)) pending.set(key, model.get(key));
+      model.set(name, value);
+    },
+    save_changes() {
+      if (!offline) {
+        try {
+          model.save_changes();
+          pending.clear();
+          return;
+        } catch (err) {
+          // A model with no comm at all cannot sync: treat it as kernel-less.
+          if (!snapshot) throw err;
+          offline = true;
+          updateNote();
+        }
+      }
+      if (snapshot) answer();
+      else pending.clear();
+    },
+    send(message) {
+      if (!offline) return model.send(message);
+      return undefined;
+    },
+    on: (name, callback) => model.on(name, callback),
+    off: (name, callback) => model.off(name, callback),
+    get offline() {
+      return offline;
+    },
+    widget_manager: model.widget_manager,
+  };
+
+  function updateNote() {
+    if (!note) return;
+    note.hidden = !snapshot;
+    if (!snapshot) return;
+    note.dataset.offline = String(offline);
+    note.replaceChildren(
+      h("strong", {}, offline ? "No kernel · precomputed results" : "Precomputed results saved"),
+      ` ${describe(snapshot)}`,
+      offline ? ": the slider snaps to the precomputed scales." : " (shown when this view is opened without a kernel).",
+    );
+  }
+
+  function onSnapshot() {
+    snapshot = readSnapshot(model);
+    updateNote();
+  }
+  model.on("change:snapshot", onSnapshot);
+  model.on("change:snapshot_data", onSnapshot);
+  listeners.push(["change:snapshot", onSnapshot], ["change:snapshot_data", onSnapshot]);
+
+  // A model restored from a saved notebook has no live comm: nothing will answer it.
+  if (!offline) {
+    managerModel(model).then((real) => {
+      if (!real || !("comm_live" in real)) return;
+      const follow = () => {
+        offline = !real.comm_live;
+        updateNote();
+      };
+      model.on("comm_live_update", follow);
+      listeners.push(["comm_live_update", follow]);
+      follow();
+    });
+  }
+
+  return {
+    model: wrapped,
+    attach(el) {
+      note = h("div", { class: "sw-snapshot-note", role: "note" });
+      const root = el.querySelector(".sw-root");
+      const header = root && root.querySelector(".sw-header");
+      if (header) header.after(note);
+      else el.prepend(note);
+      updateNote();
+      return note;
+    },
+    detach() {
+      for (const [name, callback] of listeners) model.off(name, callback);
+      note?.remove();
+    },
+  };
+}

@@ -1,0 +1,139 @@
+"""Notebooks to HTML that shows saewidgets views with no kernel and no network.
+
+nbconvert renders a widget output through @jupyter-widgets/html-manager fetched from a
+CDN (and loads require.js and MathJax from CDNs too). Here every saewidgets output whose
+state the notebook saved becomes a self-contained view instead: its saved state plus the
+widget's own front-end module, inline, rendered by a small bootstrap script. The
+template drops the CDN scripts. Use from Python (``offline_html``) or the command line::
+
+    python -m saewidgets.export notebook.ipynb            # writes notebook.html
+    jupyter nbconvert --to saewidgets.export.OfflineHTMLExporter notebook.ipynb
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from nbconvert.exporters import HTMLExporter
+from nbconvert.preprocessors import Preprocessor
+from traitlets import Unicode
+
+from .page import bootstrap_block, module_blocks, view_block
+from .saved import Saved
+from .state import WIDGET_STATE_MIMETYPE, WIDGET_VIEW_MIMETYPE, anywidget_id, notebook_widget_states
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def is_saewidgets_view(view: Mapping) -> bool:
+    return anywidget_id(view).startswith("saewidgets.")
+
+
+class OfflineWidgetsPreprocessor(Preprocessor):
+    """Replace saved saewidgets widget outputs by inline, kernel-less views.
+
+    The first such output also carries each widget module (once) and the bootstrap
+    script; the replaced models leave ``metadata.widgets``, which is removed when empty
+    (so nbconvert adds no CDN widget loader).
+    """
+
+    select = Unicode("saewidgets", help="'saewidgets': only saewidgets views; 'all': every anywidget").tag(config=True)
+
+    def _selected(self, view: Mapping) -> bool:
+        if self.select == "all":
+            return bool(view.get("state", {}).get("_esm")) and view.get("model_module") == "anywidget"
+        return is_saewidgets_view(view)
+
+    def preprocess(self, nb: Any, resources: dict) -> tuple[Any, dict]:
+        views = {mid: v for mid, v in notebook_widget_states(nb).items() if self._selected(v)}
+        found = [
+            (output, views[model_id])
+            for cell in nb.get("cells", []) if cell.get("cell_type") == "code"
+            for output in cell.get("outputs", [])
+            if (model_id := (output.get("data", {}).get(WIDGET_VIEW_MIMETYPE) or {}).get("model_id")) in views
+        ]
+        for i, (output, view) in enumerate(found):
+            parts = [view_block(view)]
+            if i == 0:  # modules and the bootstrap once, with the first view
+                parts += [module_blocks([v for _, v in found]), bootstrap_block()]
+            output["data"] = {"text/html": "\n".join(parts), "text/plain": output["data"].get("text/plain", "")}
+        _prune_widget_state(nb)
+        resources["saewidgets_keep_widget_loader"] = "widgets" in nb.get("metadata", {})
+        resources["saewidgets_views"] = len(found)
+        return nb, resources
+
+
+def _prune_widget_state(nb: Any) -> None:
+    """Keep only the saved models that the remaining widget outputs show (and what they reference)."""
+    saved = (nb.get("metadata", {}).get("widgets") or {}).get(WIDGET_STATE_MIMETYPE)
+    if not saved:
+        return
+    state = saved.get("state") or {}
+    todo = [
+        output["data"][WIDGET_VIEW_MIMETYPE].get("model_id")
+        for cell in nb.get("cells", []) if cell.get("cell_type") == "code"
+        for output in cell.get("outputs", []) if WIDGET_VIEW_MIMETYPE in output.get("data", {})
+    ]
+    keep: set[str] = set()
+    while todo:
+        model_id = todo.pop()
+        if model_id in keep or model_id not in state:
+            continue
+        keep.add(model_id)
+        todo += re.findall(r"IPY_MODEL_([0-9a-f]+)", json.dumps(state[model_id].get("state", {})))
+    saved["state"] = {k: v for k, v in state.items() if k in keep}
+    if not saved["state"]:
+        nb["metadata"].pop("widgets", None)
+
+
+class OfflineHTMLExporter(HTMLExporter):
+    """HTML export with saewidgets views inline and no CDN scripts (``--to saewidgets.export.OfflineHTMLExporter``)."""
+
+    export_from_notebook = "HTML (saewidgets, offline)"
+    def __init__(self, **kw: Any) -> None:
+        kw.setdefault("template_name", "saewidgets_offline")
+        kw.setdefault("extra_template_basedirs", [str(TEMPLATES)])
+        super().__init__(**kw)
+        self.offline_widgets = OfflineWidgetsPreprocessor(parent=self)
+        self.register_preprocessor(self.offline_widgets, enabled=True)
+
+
+def _load(notebook: Any) -> tuple[Any, Path | None]:
+    import nbformat
+
+    if isinstance(notebook, (str, Path)):
+        path = Path(notebook)
+        if not path.is_file():
+            raise ValueError(f"no notebook at {path}")
+        return nbformat.read(path, as_version=4), path
+    if isinstance(notebook, Mapping):
+        return nbformat.from_dict(copy.deepcopy(dict(notebook))), None
+    raise ValueError(f"expected a notebook path or a notebook dict, got {type(notebook).__name__}")
+
+
+def offline_html(notebook: Any, path: str | Path | None = None, *, select: str = "saewidgets") -> Saved | str:
+    """Convert ``notebook`` (path or nbformat dict) to HTML that needs no kernel and no network.
+
+    saewidgets views whose state the notebook saved (JupyterLab: Settings > Save Widget
+    State Automatically; nbclient does it when it executes) render from that state,
+    interactive within what they precomputed (``explorer.snapshot``). Returns the HTML
+    text, or writes it to ``path`` and returns a ``Saved`` (path and size).
+    """
+    if select not in ("saewidgets", "all"):
+        raise ValueError(f"select must be 'saewidgets' or 'all', got {select!r}")
+    nb, source = _load(notebook)
+    exporter = OfflineHTMLExporter()
+    exporter.offline_widgets.select = select
+    resources = {"metadata": {"name": source.stem if source else "notebook"}}
+    body, _ = exporter.from_notebook_node(nb, resources=resources)
+    if path is None:
+        return body
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = body.encode("utf-8")
+    path.write_bytes(data)
+    return Saved(path, len(data))
