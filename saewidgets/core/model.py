@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -10,97 +11,135 @@ import torch
 
 from .layout import ModelLayout
 
-_LAYOUT_ATTR = "_saewidgets_layout"
+# Layouts live beside the models, not in them: whatever sits in an nnsight model's
+# __dict__ travels with every remote request.
+_LAYOUTS: "weakref.WeakKeyDictionary[Any, ModelLayout]" = weakref.WeakKeyDictionary()
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "vocab.txt")
 
 
-def load_model(spec: Any, tokenizer: Any = None, *, layout: dict | None = None, **kwargs: Any) -> Any:
+def load_model(spec: Any, tokenizer: Any = None, *, layout: dict | ModelLayout | None = None, **kwargs: Any) -> Any:
     """Return an nnsight ``TransformersModel`` for ``spec``.
 
     ``spec`` is a hub id, a local Hugging Face directory, a transformers model
-    (pass ``tokenizer=`` unless it can be found next to the model's files) or an
-    existing nnsight model (returned as is). Keyword arguments such as
+    (pass ``tokenizer=`` unless its files sit in the directory it was loaded from)
+    or an existing nnsight model (returned as is). Keyword arguments such as
     ``device_map``, ``dtype`` and ``dispatch`` pass through to nnsight; local
-    models are dispatched (loaded) right away unless ``dispatch=False``.
-    ``layout`` gives module paths (blocks, embed, final_norm, unembed) for a
-    model family that is not recognised.
+    directories load offline and are dispatched right away unless ``dispatch=False``.
+    ``layout`` gives module paths (``blocks``, ``embed``, ``final_norm``, ``unembed``)
+    for a model family that is not recognised.
     """
     from nnsight import TransformersModel
     from nnsight.intervention.envoy import Envoy
 
     if isinstance(spec, Envoy):
+        if tokenizer is not None or kwargs:
+            raise ValueError(
+                "this is already an nnsight model: loading options (tokenizer=, "
+                f"{', '.join(kwargs) or 'device_map=...'}) only apply when loading from a path, "
+                "a hub id or a transformers model"
+            )
+        if getattr(spec, "tokenizer", None) is None:
+            raise ValueError("this nnsight model has no tokenizer: wrap the root model, with its tokenizer")
         model = spec
     elif isinstance(spec, torch.nn.Module):
-        tokenizer = tokenizer or _tokenizer_for(spec)
-        model = TransformersModel(spec, tokenizer=tokenizer, **kwargs)
+        model = TransformersModel(spec, tokenizer=tokenizer or _tokenizer_for(spec), **kwargs)
     elif isinstance(spec, (str, os.PathLike)):
         model = _load_from_path_or_hub(str(spec), tokenizer, kwargs)
     else:
         raise TypeError(
             f"load_model got a {type(spec).__name__}; give a hub id, a local directory, "
-            "a transformers model or an nnsight model"
+            "a transformers model (with tokenizer=) or an nnsight model"
         )
-    _attach_layout(model, layout)
+    if layout is not None or model not in _LAYOUTS:
+        _LAYOUTS[model] = _layout_for(model._module, layout)
     return model
+
+
+def _layout_for(module: torch.nn.Module, layout: dict | ModelLayout | None) -> ModelLayout:
+    if isinstance(layout, ModelLayout):
+        return layout.validate(module)
+    if layout is not None and not isinstance(layout, dict):
+        raise TypeError(f"layout must be a dict of module paths or a ModelLayout, got {type(layout).__name__}")
+    return ModelLayout.detect(module, **(layout or {}))
 
 
 def _load_from_path_or_hub(spec: str, tokenizer: Any, kwargs: dict) -> Any:
     from nnsight import TransformersModel
 
     path = Path(spec).expanduser()
-    if path.exists():
+    if path.is_dir():
         if not (path / "config.json").is_file():
-            raise ValueError(
+            raise FileNotFoundError(
                 f"{path} is not a Hugging Face model directory: it has no config.json "
-                "(expected config.json, weights and tokenizer files, as written by save_pretrained)"
+                "(save one with model.save_pretrained(path) and tokenizer.save_pretrained(path))"
             )
+        # An explicit task keeps nnsight from asking the hub what the model is: offline and fast.
+        kwargs.setdefault("task", "text-generation")
         kwargs.setdefault("dispatch", True)
-        return TransformersModel(str(path), tokenizer=tokenizer, **kwargs)
+        return TransformersModel(str(path), tokenizer=tokenizer or _local_tokenizer(path), **kwargs)
+    if path.exists():
+        raise ValueError(f"{path} is a file; give the model's directory (with config.json) instead")
+    if path.is_absolute() or spec.startswith((".", "~")) or spec.count("/") > 1:
+        raise FileNotFoundError(f"no model directory at {path}; check the path (it does not exist)")
+    if _hub_offline():
+        kwargs.setdefault("task", "text-generation")
     try:
         return TransformersModel(spec, tokenizer=tokenizer, **kwargs)
-    except OSError as error:
+    except (OSError, ValueError) as error:
         raise ValueError(
-            f"could not load model {spec!r}: it is not a local directory, and loading it "
-            f"from the Hugging Face hub failed ({error}). Check the id, your network, or "
-            "give a local directory."
+            f"could not load model {spec!r}: it is not a local directory, and loading it from the "
+            f"Hugging Face hub failed ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
+            "Check the id and your network (or the local cache when HF_HUB_OFFLINE=1), or give a local directory."
         ) from error
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def _local_tokenizer(path: Path) -> Any:
+    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
+        raise ValueError(
+            f"{path} has no tokenizer files (one of {', '.join(_TOKENIZER_FILES)}): save the "
+            "tokenizer there with tokenizer.save_pretrained(path), or pass tokenizer=..."
+        )
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path))
 
 
 def _tokenizer_for(module: torch.nn.Module) -> Any:
     source = getattr(getattr(module, "config", None), "name_or_path", "") or ""
     if source and Path(source).is_dir():
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(source)
+        return _local_tokenizer(Path(source))
     raise ValueError(
         f"no tokenizer for this {type(module).__name__}: pass tokenizer=... "
         "(for example transformers.AutoTokenizer.from_pretrained(...))"
     )
 
 
-def _attach_layout(model: Any, overrides: dict | None) -> None:
-    layout = ModelLayout.detect(model._module, **(overrides or {}))
-    model.__dict__[_LAYOUT_ATTR] = layout
-
-
 def model_layout(model: Any) -> ModelLayout:
     """The ``ModelLayout`` of an nnsight model (detected on first use)."""
-    layout = model.__dict__.get(_LAYOUT_ATTR)
+    layout = _LAYOUTS.get(model)
     if layout is None:
-        _attach_layout(model, None)
-        layout = model.__dict__[_LAYOUT_ATTR]
+        layout = _LAYOUTS[model] = _layout_for(model._module, None)
     return layout
 
 
-def hidden_size(module: torch.nn.Module) -> int:
-    config = module.config
-    for name in ("hidden_size", "n_embd", "d_model"):
-        value = getattr(config, name, None)
-        if isinstance(value, int):
-            return value
-    text = getattr(config, "text_config", None)
-    if text is not None:
-        return hidden_size(type("M", (), {"config": text})())
-    raise ValueError(f"cannot find the hidden size in {type(config).__name__}")
+def hidden_size(module: torch.nn.Module, layout: ModelLayout | None = None) -> int:
+    """Width of the residual stream: from the config, else from the token embedding."""
+    config = getattr(module, "config", None)
+    for cfg in (config, getattr(config, "text_config", None)):
+        for name in ("hidden_size", "n_embd", "d_model"):
+            value = getattr(cfg, name, None)
+            if isinstance(value, int):
+                return value
+    weight = getattr(layout.part(module, "embed"), "weight", None) if layout else None
+    if isinstance(weight, torch.Tensor):
+        return weight.shape[-1]
+    raise ValueError(f"cannot find the hidden size of {type(module).__name__}: its config has no hidden_size")
 
 
 def model_device(model: Any) -> torch.device:

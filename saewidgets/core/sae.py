@@ -5,12 +5,14 @@ from __future__ import annotations
 import numbers
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
 ARCHITECTURES = ("standard", "jumprelu", "topk", "gated")
 SITES = ("resid_pre", "resid_post")
+NORMALIZATIONS = ("none", "constant_norm_rescale", "layer_norm")
 
 
 @dataclass(frozen=True)
@@ -28,30 +30,35 @@ class HookPoint:
     def __post_init__(self) -> None:
         if self.site not in SITES:
             raise ValueError(f"unsupported hook site {self.site!r}; saewidgets supports {SITES}")
-        if not isinstance(self.layer, int) or self.layer < 0:
+        if isinstance(self.layer, bool) or not isinstance(self.layer, int) or self.layer < 0:
             raise ValueError(f"hook layer must be a non-negative integer, got {self.layer!r}")
+
+    @property
+    def saelens_name(self) -> str:
+        """The SAELens / TransformerLens spelling, ``blocks.L.hook_SITE``."""
+        return f"blocks.{self.layer}.hook_{self.site}"
 
     @classmethod
     def parse(cls, name: str) -> "HookPoint":
         """Parse SAELens (``blocks.8.hook_resid_pre``), Gemma Scope (``layer_12/...``) or
         module-style (``model.layers.3``, meaning its output) hook names."""
         text = str(name)
-        match = re.search(r"blocks\.(\d+)\.hook_(resid_pre|resid_post|resid_mid|mlp_out|attn_out)\b", text)
+        match = re.search(r"(?:layers|\.h|blocks)\.(\d+)(?:\.(input|output))?$", text)
         if match:
-            site = match.group(2)
+            site = "resid_pre" if match.group(2) == "input" else "resid_post"
+            return cls(int(match.group(1)), site, text)
+        match = re.search(r"blocks\.(\d+)\.(\w+(?:\.\w+)*)", text)
+        if match:
+            site = match.group(2).removeprefix("hook_")
             if site not in SITES:
                 raise ValueError(
-                    f"hook {text!r} reads {site}; saewidgets supports residual-stream SAEs "
+                    f"hook {text!r} reads {match.group(2)}; saewidgets supports residual-stream SAEs "
                     f"({', '.join(SITES)}) only"
                 )
             return cls(int(match.group(1)), site, text)
         match = re.search(r"(?:^|/)layer_(\d+)(?:/|$)", text)
         if match:
             return cls(int(match.group(1)), "resid_post", text)
-        match = re.search(r"(?:layers|\.h|blocks)\.(\d+)(?:\.(input|output))?$", text)
-        if match:
-            site = "resid_pre" if match.group(2) == "input" else "resid_post"
-            return cls(int(match.group(1)), site, text)
         raise ValueError(
             f"cannot read a layer and site from hook name {text!r}; use a SAELens name such as "
             "'blocks.8.hook_resid_pre' / 'blocks.8.hook_resid_post', or pass hook=HookPoint(layer, site)"
@@ -59,12 +66,16 @@ class HookPoint:
 
 
 class SAE(nn.Module):
-    """A sparse autoencoder on the residual stream.
+    """A sparse autoencoder on the residual stream, computing what SAELens computes.
 
     ``W_enc`` is d_in x d_sae, ``W_dec`` d_sae x d_in. ``encode`` follows the
-    ``architecture`` (standard ReLU, JumpReLU with ``threshold``, TopK with ``k``,
-    gated with ``b_gate``/``r_mag``/``b_mag``); ``decode`` is ``a @ W_dec + b_dec``.
-    With ``apply_b_dec_to_input`` the input is centred by ``b_dec`` before encoding.
+    ``architecture``: standard ``relu(pre)``; JumpReLU ``relu(pre) * (pre > threshold)``;
+    TopK: the ``k`` largest pre-activations, ReLU'd, the rest zero; gated
+    ``(x' @ W_enc + b_gate > 0) * relu(x' @ (W_enc * exp(r_mag)) + b_mag)``; where
+    ``pre = x' @ W_enc + b_enc`` and ``x' = x - b_dec`` with ``apply_b_dec_to_input``
+    (else ``x``). ``decode`` is ``acts @ W_dec + b_dec``. ``normalize_activations``
+    (``constant_norm_rescale`` or ``layer_norm``) normalises ``x`` before encoding;
+    ``forward`` undoes it on the reconstruction.
     """
 
     def __init__(
@@ -82,49 +93,58 @@ class SAE(nn.Module):
         b_gate: torch.Tensor | None = None,
         r_mag: torch.Tensor | None = None,
         b_mag: torch.Tensor | None = None,
-        normalize_activations: str = "none",
+        normalize_activations: str | None = "none",
         metadata: dict | None = None,
     ) -> None:
         super().__init__()
         if architecture not in ARCHITECTURES:
             raise ValueError(f"unknown SAE architecture {architecture!r}; expected one of {ARCHITECTURES}")
+        W_enc, W_dec = torch.as_tensor(W_enc), torch.as_tensor(W_dec)
         if W_enc.ndim != 2 or W_dec.ndim != 2 or W_enc.shape != W_dec.shape[::-1]:
             raise ValueError(
                 f"W_enc must be d_in x d_sae and W_dec d_sae x d_in; got W_enc {tuple(W_enc.shape)} "
                 f"and W_dec {tuple(W_dec.shape)}"
             )
-        if normalize_activations not in ("none", None, "constant_norm_rescale"):
+        normalize_activations = normalize_activations or "none"
+        if normalize_activations == "expected_average_only_in":
             raise ValueError(
-                f"normalize_activations={normalize_activations!r} is not supported: saewidgets "
-                "handles 'none' and 'constant_norm_rescale'. Fold the normalisation into the "
-                "weights (SAELens: sae.fold_activation_norm_scaling_factor(...)) and save again."
+                "normalize_activations='expected_average_only_in' means the weights still expect inputs "
+                "scaled by a dataset-wide factor that is not stored with them. Fold it in first "
+                "(SAELens: sae.fold_activation_norm_scaling_factor(factor); or by hand: W_enc *= factor, "
+                "W_dec /= factor, b_dec /= factor) and load with normalize_activations='none'."
+            )
+        if normalize_activations not in NORMALIZATIONS:
+            raise ValueError(
+                f"normalize_activations={normalize_activations!r} is not supported; expected one of {NORMALIZATIONS}"
             )
         d_in, d_sae = W_enc.shape
         self.architecture = architecture
         self.apply_b_dec_to_input = bool(apply_b_dec_to_input)
-        self.normalize_activations = normalize_activations or "none"
+        self.normalize_activations = normalize_activations
         self.hook = hook if isinstance(hook, HookPoint) or hook is None else HookPoint.parse(hook)
         self.metadata = dict(metadata or {})
-        zeros = W_enc.new_zeros
-        self.W_enc = nn.Parameter(W_enc.detach().clone(), requires_grad=False)
-        self.W_dec = nn.Parameter(W_dec.detach().clone(), requires_grad=False)
-        self.b_enc = nn.Parameter(_vector(b_enc, d_sae, "b_enc", zeros), requires_grad=False)
-        self.b_dec = nn.Parameter(_vector(b_dec, d_in, "b_dec", zeros), requires_grad=False)
-        self.k = None
+        like = dict(dtype=W_enc.dtype if W_enc.is_floating_point() else torch.float32, device=W_enc.device)
+        weight = lambda value, length, name: _vector(value, length, name, like)  # noqa: E731
+        self.W_enc = nn.Parameter(W_enc.detach().to(**like).clone(), requires_grad=False)
+        self.W_dec = nn.Parameter(W_dec.detach().to(**like).clone(), requires_grad=False)
+        self.b_enc = nn.Parameter(weight(b_enc, d_sae, "b_enc"), requires_grad=False)
+        self.b_dec = nn.Parameter(weight(b_dec, d_in, "b_dec"), requires_grad=False)
+        self.k: int | None = None
+        self.threshold = self.b_gate = self.r_mag = self.b_mag = None
         if architecture == "jumprelu":
             if threshold is None:
                 raise ValueError("a jumprelu SAE needs a threshold tensor of length d_sae")
-            self.threshold = nn.Parameter(_vector(threshold, d_sae, "threshold", zeros), requires_grad=False)
+            self.threshold = nn.Parameter(weight(threshold, d_sae, "threshold"), requires_grad=False)
         elif architecture == "topk":
-            if k is None or int(k) < 1 or int(k) > d_sae:
-                raise ValueError(f"a topk SAE needs k between 1 and d_sae={d_sae}, got k={k!r}")
+            if k is None or isinstance(k, bool) or not 1 <= int(k) <= d_sae:
+                raise ValueError(f"a topk SAE needs an integer k between 1 and d_sae={d_sae}, got k={k!r}")
             self.k = int(k)
         elif architecture == "gated":
             if b_gate is None or r_mag is None or b_mag is None:
                 raise ValueError("a gated SAE needs b_gate, r_mag and b_mag tensors of length d_sae")
-            self.b_gate = nn.Parameter(_vector(b_gate, d_sae, "b_gate", zeros), requires_grad=False)
-            self.r_mag = nn.Parameter(_vector(r_mag, d_sae, "r_mag", zeros), requires_grad=False)
-            self.b_mag = nn.Parameter(_vector(b_mag, d_sae, "b_mag", zeros), requires_grad=False)
+            self.b_gate = nn.Parameter(weight(b_gate, d_sae, "b_gate"), requires_grad=False)
+            self.r_mag = nn.Parameter(weight(r_mag, d_sae, "r_mag"), requires_grad=False)
+            self.b_mag = nn.Parameter(weight(b_mag, d_sae, "b_mag"), requires_grad=False)
 
     @property
     def d_in(self) -> int:
@@ -135,29 +155,44 @@ class SAE(nn.Module):
         return self.W_enc.shape[1]
 
     @property
+    def dtype(self) -> torch.dtype:
+        return self.W_enc.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.W_enc.device
+
+    @property
     def layer(self) -> int | None:
         return None if self.hook is None else self.hook.layer
 
     def __repr__(self) -> str:
-        hook = (self.hook.name or f"{self.hook.site}[{self.hook.layer}]") if self.hook else "no hook"
-        return f"SAE({self.architecture}, d_in={self.d_in}, d_sae={self.d_sae}, hook={hook!r})"
+        hook = (self.hook.name or self.hook.saelens_name) if self.hook else "no hook"
+        k = f", k={self.k}" if self.k is not None else ""
+        return f"SAE({self.architecture}{k}, d_in={self.d_in}, d_sae={self.d_sae}, hook={hook!r})"
 
-    def _scale(self, x: torch.Tensor) -> torch.Tensor:
+    # -- the computation ----------------------------------------------------------------
+    def _normalize(self, x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        """``x`` in the SAE's dtype and normalisation, and the function that undoes it."""
+        x = x.to(self.W_enc.dtype)
         if self.normalize_activations == "constant_norm_rescale":
-            return (self.d_in**0.5) / x.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-        return x.new_ones(())
+            coeff = self.d_in**0.5 / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            return x * coeff, lambda out: out / coeff
+        if self.normalize_activations == "layer_norm":
+            mu = x.mean(dim=-1, keepdim=True)
+            std = (x - mu).std(dim=-1, keepdim=True)
+            return (x - mu) / (std + 1e-5), lambda out: out * std + mu
+        return x, lambda out: out
 
-    def encode_pre(self, x: torch.Tensor) -> torch.Tensor:
-        """Pre-activations ``(x - b_dec?) @ W_enc + b_enc`` (gated: the gate's pre-activation)."""
-        x = x.to(self.W_enc.dtype) * self._scale(x)
-        if self.apply_b_dec_to_input:
-            x = x - self.b_dec
-        bias = self.b_gate if self.architecture == "gated" else self.b_enc
-        return x @ self.W_enc + bias
+    def _sae_in(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._normalize(x)[0]
+        return x - self.b_dec if self.apply_b_dec_to_input else x
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Feature activations for residual vectors ``x`` (..., d_in) -> (..., d_sae)."""
-        pre = self.encode_pre(x)
+    def _pre(self, sae_in: torch.Tensor) -> torch.Tensor:
+        return sae_in @ self.W_enc + (self.b_gate if self.architecture == "gated" else self.b_enc)
+
+    def _activate(self, sae_in: torch.Tensor) -> torch.Tensor:
+        pre = self._pre(sae_in)
         if self.architecture == "standard":
             return torch.relu(pre)
         if self.architecture == "jumprelu":
@@ -165,30 +200,37 @@ class SAE(nn.Module):
         if self.architecture == "topk":
             values, indices = pre.topk(self.k, dim=-1)
             return torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
-        # gated: the gate decides which features fire, the magnitude path how strongly.
-        x_in = x.to(self.W_enc.dtype) * self._scale(x)
-        if self.apply_b_dec_to_input:
-            x_in = x_in - self.b_dec
-        magnitude = torch.relu(x_in @ (self.W_enc * self.r_mag.exp()) + self.b_mag)
+        magnitude = torch.relu(sae_in @ (self.W_enc * self.r_mag.exp()) + self.b_mag)
         return (pre > 0).to(magnitude.dtype) * magnitude
 
-    def decode(self, acts: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
-        """Reconstruction ``acts @ W_dec + b_dec`` (divided back by the input scale if rescaled)."""
-        out = acts.to(self.W_dec.dtype) @ self.W_dec + self.b_dec
-        return out if scale is None else out / scale
+    def encode_pre(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-activations ``x' @ W_enc + b_enc`` (gated: the gate's, with ``b_gate``)."""
+        return self._pre(self._sae_in(x))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature activations for residual vectors ``x`` (..., d_in) -> (..., d_sae)."""
+        return self._activate(self._sae_in(x))
+
+    def decode(self, acts: torch.Tensor) -> torch.Tensor:
+        """``acts @ W_dec + b_dec`` (in the normalised space when ``normalize_activations`` is set)."""
+        return acts.to(self.W_dec.dtype) @ self.W_dec + self.b_dec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruct ``x`` through the dictionary."""
-        scale = self._scale(x) if self.normalize_activations != "none" else None
-        return self.decode(self.encode(x), scale)
+        x_norm, undo = self._normalize(x)
+        sae_in = x_norm - self.b_dec if self.apply_b_dec_to_input else x_norm
+        return undo(self.decode(self._activate(sae_in)))
 
     def check_feature(self, feature: int) -> int:
         """Return ``feature`` as an int, or raise a ValueError naming the valid range."""
         return check_index(feature, self.d_sae, "feature", "this SAE has {n} features")
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
-        """Every weight tensor by its SAELens name."""
-        return {name: p.detach() for name, p in self.named_parameters()}
+        """Every weight tensor by its SAELens name (gated SAEs have no b_enc in SAELens)."""
+        tensors = {name: p.detach() for name, p in self.named_parameters()}
+        if self.architecture == "gated":
+            tensors.pop("b_enc")
+        return tensors
 
 
 def check_index(value, size: int, what: str, context: str) -> int:
@@ -205,8 +247,10 @@ def check_index(value, size: int, what: str, context: str) -> int:
     return index
 
 
-def _vector(value, length: int, name: str, zeros) -> torch.Tensor:
-    tensor = torch.as_tensor(value if value is not None else zeros(length)).detach().clone()
+def _vector(value, length: int, name: str, like: dict) -> torch.Tensor:
+    if value is None:
+        return torch.zeros(length, **like)
+    tensor = torch.as_tensor(value).detach()
     if tensor.numel() != length:
         raise ValueError(f"{name} must have {length} values, got shape {tuple(tensor.shape)}")
-    return tensor.reshape(-1).to(zeros(0).dtype)
+    return tensor.reshape(-1).to(**like).clone()
