@@ -1,0 +1,190 @@
+"""Logit lens on SAE features (Bloom & Lin 2024): each feature's direct effect on the logits.
+
+>>> W = sw.logit_weights(model, sae, [3, 7])          # 2 x vocab
+>>> stats = sw.logit_stats(model, sae)                 # one row per feature, streamed
+
+The final norm
+--------------
+A feature direction ``d`` added to the residual stream reaches the logits
+through the final norm ``N`` and the unembedding ``W_U``. Writing
+``N(x) = g * C(x) / sigma(x) + b`` (``g`` the gain, ``C`` the mean removal of a
+LayerNorm or the identity for RMSNorm, ``sigma`` the input's scale, ``b`` a bias),
+the part of the logits that moves with ``d`` is ``(g * C d) @ W_U / sigma(x)``.
+``fold_norm=True`` (the default) uses ``w = (g * C d) @ W_U``:
+
+* ``g`` is the module's effective gain, measured by calling it, so that
+  LayerNorm (``weight``), Llama-style RMSNorm (``weight``) and Gemma's RMSNorm
+  (``1 + weight``) are all exact;
+* ``C`` removes the mean over d_model when the norm is a LayerNorm;
+* ``1/sigma(x)`` depends on the whole residual stream at a position, not on the
+  feature: a positive factor common to every token, so ranks, skew, kurtosis and
+  enrichment do not depend on it; it is left out, as is ``b @ W_U`` (the same for
+  every feature) and any final logit soft-capping (monotone).
+
+This is what the reference computed: its GPT-2 came from TransformerLens with
+default processing, which folds ``ln_final.w`` into ``W_U`` and centres its
+columns over d_model (``fold_ln``), and also subtracts each row's mean over the
+vocabulary (``center_unembed``: shifts every feature's weights by a constant,
+changing only the ``mean``). ``fold_norm=False`` uses the raw ``d @ W_U``.
+
+``cosine=True`` divides by the norms of ``d`` and of each column of the
+effective unembedding: ``w_t = cos(d, W_eff[:, t])``. (The reference normalised
+only the columns; with its unit-norm decoder rows that is the same.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .logit_core import auto_chunk, feature_spec, iter_weights, resolve, unembedding
+from .token_strings import tokenizer_strings
+
+# Kind thresholds (plain kurtosis). Random Gaussian decoder rows give skew within about
+# +-0.5 and kurtosis 2.5-4.5 on the unembeddings we measured (see benchmarks/README.md).
+PREDICTION_SKEW = 2.0  # |skew| at least this, with
+HEAVY_KURTOSIS = 6.0  # kurtosis at least this: a heavy one-sided tail
+PARTITION_BIMODALITY = 5 / 9  # Sarle's bimodality coefficient (skew^2 + 1) / kurtosis above a uniform's
+PARTITION_MAX_SKEW = 1.0  # ... with two comparable groups
+
+
+def logit_weights(
+    model: Any,
+    sae: Any = None,
+    features: Any = None,
+    *,
+    cosine: bool = False,
+    fold_norm: bool = True,
+    device: Any = None,
+) -> torch.Tensor:
+    """Logit weights ``W_dec[f] @ W_U`` of one or many features: an n_features x vocab
+    float32 tensor on the CPU (see the module docstring for ``fold_norm`` and ``cosine``).
+
+    ``features``: an index, a list of indices, or direction vector(s) of length
+    d_model. Give ``(model, sae, features)`` or ``(binding, features)``.
+    """
+    binding, (features,) = resolve(model, sae, features)
+    spec = feature_spec(binding, features, default_all=False)
+    lens = unembedding(binding, cosine=cosine, fold_norm=fold_norm, device=device)
+    if len(spec) * lens.vocab_size > 2**31:
+        raise ValueError(
+            f"{len(spec)} features x {lens.vocab_size} tokens is too large to return at once; "
+            "use sw.logit_stats / sw.enrichment, which stream, or ask for fewer features"
+        )
+    with torch.no_grad():
+        return lens.weights(spec.rows(binding, 0, len(spec))).cpu()
+
+
+def logit_stats(
+    model: Any,
+    sae: Any = None,
+    features: Any = None,
+    *,
+    k: int = 10,
+    cosine: bool = False,
+    fold_norm: bool = True,
+    chunk_size: int | None = None,
+    device: Any = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Per-feature statistics of the logit weights over the vocabulary, one row per feature.
+
+    Columns: ``feature``, ``mean``, ``std``, ``skew``, ``kurtosis`` (population
+    moments as the reference: ``std = sqrt(mean((w-mu)^2))``, ``skew = mean(z^3)``,
+    ``kurtosis = mean(z^4)`` -- PLAIN kurtosis, 3 for a Gaussian),
+    ``excess_kurtosis`` (kurtosis - 3), ``bimodality`` (Sarle's
+    ``(skew^2 + 1) / kurtosis``: 1/3 Gaussian, 5/9 uniform, up to 1 for two
+    spikes), ``kind``, and the ``k`` most promoted / suppressed tokens
+    (``top_tokens``, ``top_values``, ``top_ids``, ``bottom_*``).
+
+    ``kind`` (checked in this order; thresholds are module constants):
+      prediction   skew >= 2 and kurtosis >= 6: a heavy positive tail, a small set
+                   of tokens strongly promoted
+      suppression  skew <= -2 and kurtosis >= 6: the same, suppressed
+      partition    bimodality >= 5/9 and |skew| < 1: two comparable groups pushed
+                   apart (e.g. tokens with and without a leading space)
+      none         otherwise (including features with constant weights)
+    Random Gaussian decoder rows stay far from every threshold (benchmarks/README.md).
+
+    Streams over features in chunks (never d_sae x vocab at once), with a
+    progress bar; computes on the model's device unless ``device`` is given.
+    """
+    binding, (features,) = resolve(model, sae, features)
+    spec = feature_spec(binding, features)
+    lens = unembedding(binding, cosine=cosine, fold_norm=fold_norm, device=device)
+    vocab = lens.vocab_size
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"k must be a non-negative integer, got {k!r}")
+    k = min(k, vocab)
+    n = len(spec)
+    moments = np.zeros((n, 4))
+    top_v, top_i = np.zeros((n, k), np.float32), np.zeros((n, k), np.int64)
+    bot_v, bot_i = np.zeros((n, k), np.float32), np.zeros((n, k), np.int64)
+    chunk = auto_chunk(vocab, n, chunk_size)
+    for rows, weights in iter_weights(binding, spec, lens, chunk, progress=progress, desc="logit stats"):
+        if k:
+            values, ids = weights.topk(k, dim=1)
+            top_v[rows], top_i[rows] = values.cpu().numpy(), ids.cpu().numpy()
+            values, ids = weights.topk(k, dim=1, largest=False)
+            bot_v[rows], bot_i[rows] = values.cpu().numpy(), ids.cpu().numpy()
+        moments[rows] = _moments(weights).cpu().numpy()
+    mean, std, skew, kurtosis = moments.T
+    strings = _strings(binding, vocab)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bimodality = (skew**2 + 1) / kurtosis
+    return pd.DataFrame(
+        {
+            "feature": np.asarray(spec.ids, dtype=np.int64),
+            "mean": mean,
+            "std": std,
+            "skew": skew,
+            "kurtosis": kurtosis,
+            "excess_kurtosis": kurtosis - 3,
+            "bimodality": bimodality,
+            "kind": feature_kinds(skew, kurtosis),
+            "top_tokens": [[strings[i] for i in row] for row in top_i],
+            "top_values": top_v.tolist(),
+            "top_ids": top_i.tolist(),
+            "bottom_tokens": [[strings[i] for i in row] for row in bot_i],
+            "bottom_values": bot_v.tolist(),
+            "bottom_ids": bot_i.tolist(),
+        }
+    )
+
+
+def feature_kinds(skew: np.ndarray, kurtosis: np.ndarray) -> np.ndarray:
+    """"prediction" / "suppression" / "partition" / "none" from skew and plain kurtosis."""
+    skew, kurtosis = np.asarray(skew, dtype=np.float64), np.asarray(kurtosis, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bimodality = (skew**2 + 1) / kurtosis
+        heavy = kurtosis >= HEAVY_KURTOSIS
+        kinds = np.full(skew.shape, "none", dtype=object)
+        kinds[(abs(skew) < PARTITION_MAX_SKEW) & (bimodality >= PARTITION_BIMODALITY)] = "partition"
+        kinds[heavy & (skew <= -PREDICTION_SKEW)] = "suppression"
+        kinds[heavy & (skew >= PREDICTION_SKEW)] = "prediction"
+    return kinds
+
+
+def _moments(weights: torch.Tensor) -> torch.Tensor:
+    """Rows of (mean, std, skew, kurtosis): population moments, plain kurtosis.
+    Centres ``weights`` in place (they are not used afterwards)."""
+    vocab = weights.shape[1]
+    mean = weights.mean(dim=1, keepdim=True)
+    centred = weights.sub_(mean)
+    square = centred.square()
+    rowdot = lambda a, b: torch.einsum("ij,ij->i", a, b)  # noqa: E731  (a BLAS dot per row, no temporaries)
+    m2 = square.sum(dim=1) / vocab
+    m3 = rowdot(square, centred) / vocab
+    m4 = rowdot(square, square) / vocab
+    m2 = m2.double()
+    std = m2.sqrt()
+    skew = m3.double() / m2.pow(1.5)
+    kurtosis = m4.double() / m2.square()
+    return torch.stack([mean[:, 0].double(), std, skew, kurtosis], dim=1)
+
+
+def _strings(binding: Any, vocab: int) -> tuple[str, ...]:
+    return tokenizer_strings(binding.tokenizer, vocab).strings
