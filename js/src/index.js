@@ -2,6 +2,7 @@
 import "./styles.css";
 import { renderExplorer } from "./explorer/view.js";
 import { widgetStore } from "./explorer/store.js";
+import { snapshotModel } from "./standalone/snapshot.js";
 
 const VIEWS = { explorer: renderExplorer };
 
@@ -12,7 +13,14 @@ function render({ model, el }) {
     el.textContent = `saewidgets: no view named ${JSON.stringify(String(kind))}`;
     return undefined;
   }
-  return view(el, widgetStore(model));
+  // Precomputed results (explorer.snapshot) answer the view when no kernel does.
+  const snapshot = snapshotModel(model);
+  const cleanup = view(el, widgetStore(snapshot.model));
+  snapshot.attach(el);
+  return () => {
+    snapshot.detach();
+    cleanup?.();
+  };
 }
 
 export { renderExplorer, VIEWS };
