@@ -25,7 +25,7 @@ def vega_lite_spec(chart: Any) -> dict:
     return spec
 
 
-def chart_bytes(chart: Any, fmt: str, *, scale: float = 2.0, ppi: float = 144) -> bytes:
+def chart_bytes(chart: Any, fmt: str, *, scale: float = 2.0, ppi: float = 72) -> bytes:
     """``chart`` rendered as ``fmt`` ("png", "svg" or "pdf"); external data URLs are refused."""
     import vl_convert as vlc
 
@@ -46,7 +46,7 @@ def chart_svg(chart: Any) -> str:
     return chart_bytes(chart, "svg").decode()
 
 
-def save_chart(chart: Any, path: str | Path, *, scale: float = 2.0, ppi: float = 144) -> Saved:
+def save_chart(chart: Any, path: str | Path, *, scale: float = 2.0, ppi: float = 72) -> Saved:
     """Write ``chart`` (altair chart or Vega-Lite dict) to ``path``; the suffix picks PNG, SVG or PDF.
 
     Rendering runs locally through vl-convert, with no network. ``scale`` multiplies the

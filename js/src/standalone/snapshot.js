@@ -1,7 +1,7 @@
 // Precomputed results for views with no kernel (saved notebooks, exported HTML).
 //
-// `explorer.snapshot(...)` (saewidgets/export/snapshot.py) stores, in the `snapshot`
-// (JSON) and `snapshot_data` (packed numbers) traits, what Python would answer for a
+// `explorer.snapshot(...)` (saewidgets/export/snapshot.py) stores, in the `precomputed`
+// (JSON) and `precomputed_data` (packed numbers) traits, what Python would answer for a
 // grid of scales and a set of features. `snapshotModel(model)` wraps an anywidget model:
 // while a kernel answers, it only passes calls through; when there is none (a saved
 // page's model says `offline`; in JupyterLab or nbconvert's widget manager, a model
@@ -22,9 +22,9 @@ function nearest(grid, value) {
 
 /** The decoded snapshot of a model, or null when it has none. */
 export function readSnapshot(model) {
-  const raw = model.get("snapshot");
+  const raw = model.get("precomputed");
   if (!raw || !raw.items || !Object.keys(raw.items).length) return null;
-  return unpack(raw, asDataView(model.get("snapshot_data")));
+  return unpack(raw, asDataView(model.get("precomputed_data")));
 }
 
 function describe(snapshot) {
@@ -37,16 +37,16 @@ function describe(snapshot) {
 
 /**
  * The widget manager's own model behind an anywidget model proxy (which hides it), found
- * by the identity of its `snapshot` object; null when the manager does not say.
+ * by the identity of its `precomputed` object; null when the manager does not say.
  */
 async function managerModel(model) {
   const models = model.widget_manager && model.widget_manager._models;
-  const marker = model.get("snapshot");
+  const marker = model.get("precomputed");
   if (!models || !marker || typeof marker !== "object") return null;
   for (const promise of Object.values(models)) {
     try {
       const candidate = await promise;
-      if (candidate && typeof candidate.get === "function" && candidate.get("snapshot") === marker) return candidate;
+      if (candidate && typeof candidate.get === "function" && candidate.get("precomputed") === marker) return candidate;
     } catch {
       // a model that failed to load is not ours
     }
@@ -103,7 +103,9 @@ export function snapshotModel(model) {
   function showHistogram(entry, tokenClass) {
     const histograms = entry.histograms || {};
     const key = tokenClass in histograms ? tokenClass : Object.keys(histograms)[0];
-    if (key !== undefined) model.set("histogram", histograms[key]);
+    if (key === undefined) return;
+    model.set("histogram", histograms[key]);
+    if (entry.infos && entry.infos[key]) model.set("feature_info", entry.infos[key]);
   }
 
   function search(query) {
@@ -111,7 +113,8 @@ export function snapshotModel(model) {
     if (!needle) return model.set("search_results", []);
     const hits = [];
     for (const [feature, entry] of Object.entries(snapshot.items)) {
-      const info = (entry.traits && entry.traits.feature_info) || {};
+      const infos = Object.values(entry.infos || {});
+      const info = infos[0] || {};
       const words = [info.explanation || "", ...(info.top_positive || []).map(([t]) => String(t))];
       const hit = words.find((w) => w.toLowerCase().includes(needle));
       if (hit !== undefined) hits.push([Number(feature), hit]);
@@ -204,9 +207,9 @@ export function snapshotModel(model) {
     snapshot = readSnapshot(model);
     updateNote();
   }
-  model.on("change:snapshot", onSnapshot);
-  model.on("change:snapshot_data", onSnapshot);
-  listeners.push(["change:snapshot", onSnapshot], ["change:snapshot_data", onSnapshot]);
+  model.on("change:precomputed", onSnapshot);
+  model.on("change:precomputed_data", onSnapshot);
+  listeners.push(["change:precomputed", onSnapshot], ["change:precomputed_data", onSnapshot]);
 
   // A model restored from a saved notebook has no live comm: nothing will answer it.
   if (!offline) {
@@ -225,7 +228,18 @@ export function snapshotModel(model) {
   return {
     model: wrapped,
     attach(el) {
-      note = h("div", { class: "sw-snapshot-note", role: "note" });
+      note = h("div", {
+        class: "sw-snapshot-note",
+        role: "note",
+        style: {
+          margin: "0 0 8px",
+          padding: "4px 8px",
+          borderRadius: "4px",
+          borderLeft: "3px solid var(--sw-accent, #1976d2)",
+          background: "var(--sw-bg2, #f3f3f3)",
+          color: "var(--sw-fg, #1f1f1f)",
+        },
+      });
       const root = el.querySelector(".sw-root");
       const header = root && root.querySelector(".sw-header");
       if (header) header.after(note);

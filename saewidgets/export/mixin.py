@@ -1,0 +1,100 @@
+"""``ExportMixin``: snapshot, standalone HTML, chart images and a script-free fallback for a widget.
+
+FeatureExplorer inherits it. It adds two synced traits, ``precomputed`` (JSON) and
+``precomputed_data`` (packed arrays), that ``snapshot()`` fills so that a saved
+notebook or an exported page answers the slider and the feature picker with no kernel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import traitlets as t
+
+from .saved import Saved
+
+
+class ExportMixin(t.HasTraits):
+    """Export methods for FeatureExplorer (see ``saewidgets.export``)."""
+
+    precomputed = t.Dict().tag(sync=True)
+    precomputed_data = t.Bytes(b"").tag(sync=True)
+
+    def snapshot(self, scales: Any = None, features: Any = None, **options: Any):
+        """Precompute steered generations (and more) on a grid of scales, for use with no kernel.
+
+        ``explorer.snapshot()`` stores 9 scales along the current feature's slider;
+        ``snapshot(scales=[-40, -10, 0, 10, 40], features=[3, 7, 12])`` several features.
+        Options: ``n_scales``, ``token_classes`` ("all" | "current" | names),
+        ``self_explain``, ``batch_size``, ``progress``. Saved with the notebook's widget
+        state and in ``save_html`` pages, where the slider then snaps to the grid.
+        Returns a summary (features, scales, size, seconds).
+        """
+        from .snapshot import take_snapshot
+
+        return take_snapshot(self, scales, features, **options)
+
+    def clear_snapshot(self) -> None:
+        """Drop the precomputed results."""
+        with self.hold_sync():
+            self.precomputed = {}
+            self.precomputed_data = b""
+
+    def save_html(self, path: str | Path, features: Any = None, *, scales: Any = None, title: str | None = None,
+                  gallery: bool = False, **options: Any) -> Saved:
+        """Write one self-contained HTML file (module, styles and data inline; works offline).
+
+        Precomputes first (``snapshot(scales, features, **options)``) unless the stored
+        snapshot already covers ``features``. ``gallery=True`` writes one section per
+        feature instead of one view with a feature picker. Returns the path and size.
+        """
+        from .standalone import save_explorer_html
+
+        return save_explorer_html(self, path, features=features, scales=scales, title=title, gallery=gallery,
+                                  **options)
+
+    def save_chart(self, path: str | Path, chart: str = "histogram", *, scale: float = 2.0) -> Saved:
+        """Save a chart of the current view as PNG, SVG or PDF (by suffix), offline.
+
+        ``chart``: "histogram" (the logit histogram by token class) or "self_explanation"
+        (metric curves against scale, when the explorer has a self-explanation sweep).
+        """
+        from .images import save_chart
+
+        return save_chart(self.chart_spec(chart), path, scale=scale)
+
+    def chart_spec(self, chart: str = "histogram") -> Any:
+        """The Vega-Lite spec (or altair chart) of one of the view's charts."""
+        if chart == "histogram":
+            from .charts import histogram_spec
+
+            return histogram_spec(self.histogram, title=f"Feature {self.feature} · logit weights")
+        if chart == "self_explanation":
+            frame = getattr(self, "self_explanation_frame", None)
+            frame = frame() if callable(frame) else frame
+            if frame is None:
+                raise ValueError("no self-explanation sweep yet: run the self-explanation panel (or sw.self_explain) first")
+            from ..analysis.self_explain_chart import self_explanation_chart
+
+            return self_explanation_chart(frame, current_scale=self.scale)
+        raise ValueError(f"unknown chart {chart!r}: use 'histogram' or 'self_explanation'")
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The widget view, plus a script-free ``text/html`` picture for renderers without widgets."""
+        bundle = super()._repr_mimebundle_(**kwargs)  # type: ignore[misc]
+        if not bundle:
+            return bundle
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        try:
+            from .static_view import static_explorer_html
+
+            data = {**data, "text/html": static_explorer_html(self._static_state())}
+        except Exception:  # a fallback must never break displaying the widget itself
+            pass
+        return data, metadata
+
+    def _static_state(self) -> dict:
+        names: Sequence[str] = ("title", "feature", "feature_info", "histogram", "generation", "self_explanation",
+                                "precomputed", "scale")
+        return {name: getattr(self, name, None) for name in names}

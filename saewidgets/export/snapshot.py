@@ -1,0 +1,291 @@
+"""Precompute what a FeatureExplorer would show on a grid of scales, for views with no kernel.
+
+``take_snapshot(explorer, ...)`` runs, for each chosen feature, the steered generation at
+every scale of a grid (one batched nnsight ``generate`` call for all rows, chunked) and
+reads the feature's logit-lens traits for every token class; with ``self_explain`` also
+the feature's self-explanation sweep. The result goes into two synced traits: a JSON
+document (``precomputed``) whose numeric arrays are references into one packed binary
+buffer (``precomputed_data``). A saved notebook or an exported page then answers the
+slider, the feature picker and the token-class menu from it (js/src/standalone/snapshot.js).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .packing import Packer
+from .saved import human_size
+
+FORMAT_VERSION = 1
+DEFAULT_N_SCALES = 9
+MAX_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class SnapshotSummary:
+    """What ``take_snapshot`` stored: features, scales per feature, token classes, size, time."""
+
+    features: tuple[int, ...]
+    n_scales: int
+    n_classes: int
+    json_bytes: int
+    data_bytes: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return (
+            f"precomputed {len(self.features)} feature(s) x {self.n_scales} scales x {self.n_classes} token "
+            f"class(es) in {self.seconds:.1f} s: {human_size(self.json_bytes)} JSON + "
+            f"{human_size(self.data_bytes)} packed arrays"
+        )
+
+    def __repr__(self) -> str:
+        return f"SnapshotSummary({self})"
+
+
+# -- grids ------------------------------------------------------------------------------
+def round_scale(scale: float) -> float:
+    """3 significant digits, as the slider rounds (js/src/explorer/symlog.js ``roundScale``)."""
+    if scale == 0:
+        return 0.0
+    digits = max(0, 2 - math.floor(math.log10(abs(scale))))
+    return round(scale, digits)
+
+
+def symlog_grid(scale_range: dict, n: int = DEFAULT_N_SCALES) -> list[float]:
+    """``n`` scales spread evenly along the explorer's symlog slider (0 included when ``n`` is odd)."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 2:
+        raise ValueError(f"n_scales must be an integer >= 2, got {n!r}")
+    top = float(scale_range.get("max") or 100.0)
+    linear = float(scale_range.get("linear") or top / 100)
+    if not 0 < linear < top:
+        linear = top / 100
+    u = np.linspace(-1.0, 1.0, n)
+    values = np.sign(u) * linear * np.expm1(np.abs(u) * math.log1p(top / linear))
+    return sorted({round_scale(float(v)) for v in values})
+
+
+def check_scales(scales: Any) -> list[float]:
+    """A user grid: finite numbers, sorted, duplicates dropped."""
+    if isinstance(scales, torch.Tensor):
+        scales = scales.detach().reshape(-1).tolist()
+    if isinstance(scales, (int, float)) or not isinstance(scales, Iterable):
+        raise ValueError(f"scales must be a list of numbers, e.g. [-20, -5, 0, 5, 20]; got {scales!r}")
+    values = []
+    for value in scales:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not math.isfinite(value):
+            raise ValueError(f"scales must be finite numbers; got {value!r}")
+        values.append(float(value))
+    if not values:
+        raise ValueError("scales is empty: give at least one scale")
+    return sorted(set(values))
+
+
+# -- what the explorer computes, read through its parts ------------------------------------
+class ExplorerReader:
+    """The explorer's own computations for any (feature, token class), without changing its state."""
+
+    def __init__(self, explorer: Any) -> None:
+        self.explorer = explorer
+        self.lens = explorer._lens
+
+    def scale_range(self, feature: int) -> dict:
+        from ..widgets import explorer_checks
+
+        e = self.explorer
+        return explorer_checks.scale_range(self.lens.decoder_norm(feature), self.lens.reference_norm(), e._typical.get(feature))
+
+    def feature_info(self, feature: int, token_class: str) -> dict:
+        return self.lens.feature_info(feature, self.explorer._explanations.get(feature), token_class)
+
+    def histogram(self, feature: int, token_class: str) -> dict:
+        return self.lens.histogram(feature, token_class, self.explorer._bins)
+
+    def token_string(self, token: int) -> str:
+        return self.lens.token_string(token)
+
+    def self_explanation(self, feature: int) -> dict:
+        method = getattr(self.explorer, "_self_explanation_for", None)
+        return method(feature) if callable(method) else {}
+
+
+# -- the snapshot ---------------------------------------------------------------------------
+def take_snapshot(
+    explorer: Any,
+    scales: Any = None,
+    features: Any = None,
+    *,
+    n_scales: int = DEFAULT_N_SCALES,
+    token_classes: str | Sequence[str] = "all",
+    self_explain: bool = False,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> SnapshotSummary:
+    """Fill ``explorer.precomputed`` / ``precomputed_data`` for ``features`` x ``scales``.
+
+    ``features``: indices (default: the current feature; the current one is always added).
+    ``scales``: one grid for every feature (default: ``n_scales`` points along each
+    feature's slider range); the current scale is added for the current feature, so the
+    saved view keeps showing what it shows now. ``token_classes``: "all", "current" or a
+    list of names (histograms and statistics per class). ``self_explain``: also store
+    each feature's self-explanation (``sw.self_explain``) when the explorer shows one.
+    """
+    start = time.perf_counter()
+    reader = ExplorerReader(explorer)
+    binding = explorer.binding
+    current = explorer.feature
+    chosen = [current] + [f for f in (binding.check_features(features) if features is not None else []) if f != current]
+    chosen = list(dict.fromkeys(chosen))
+    classes = _classes(explorer, token_classes)
+    grid = None if scales is None else check_scales(scales)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+    grids: dict[int, list[float]] = {}
+    for f in chosen:
+        values = list(grid) if grid is not None else symlog_grid(reader.scale_range(f), n_scales)
+        if f == current and explorer.scale not in values:
+            values = sorted({*values, float(explorer.scale)})
+        grids[f] = values
+    rows = sum(len(v) for v in grids.values())
+    if rows > MAX_ROWS:
+        raise ValueError(
+            f"{len(chosen)} features x their scales make {rows} generations (limit {MAX_ROWS}): "
+            "pass fewer features or a smaller n_scales/scales"
+        )
+
+    generations = _steered_generations(explorer, reader, grids, batch_size, progress)
+    packer = Packer()
+    baseline = generations.pop("baseline")
+    items = {}
+    for f in chosen:
+        items[str(f)] = {
+            "feature": f,
+            "scales": grids[f],
+            "traits": {"scale_range": reader.scale_range(f)},
+            "histograms": {c: _pack_histogram(reader.histogram(f, c), packer) for c in classes},
+            "infos": {c: reader.feature_info(f, c) for c in classes},
+            "steered": [_pack_side(side, packer) for side in generations[f]],
+        }
+        if self_explain:
+            items[str(f)]["self_explanation"] = reader.self_explanation(f)
+    document = {
+        "version": FORMAT_VERSION,
+        "inputs": _inputs(explorer),
+        "baseline": _pack_side(baseline, packer),
+        "classes": classes,
+        "items": items,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    data = packer.to_bytes()
+    with explorer.hold_sync():
+        explorer.precomputed_data = data
+        explorer.precomputed = document
+    import json
+
+    return SnapshotSummary(
+        features=tuple(chosen), n_scales=max(len(v) for v in grids.values()), n_classes=len(classes),
+        json_bytes=len(json.dumps(document, separators=(",", ":"))), data_bytes=len(data),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _classes(explorer: Any, token_classes: Any) -> list[str]:
+    names = list(explorer.class_names)
+    if token_classes == "all":
+        return names
+    if token_classes == "current":
+        return [explorer.token_class]
+    if isinstance(token_classes, str) or not isinstance(token_classes, Iterable):
+        raise ValueError(f"token_classes must be 'all', 'current' or a list of class names; got {token_classes!r}")
+    chosen = list(dict.fromkeys(token_classes))
+    unknown = [c for c in chosen if c not in names]
+    if unknown:
+        raise ValueError(f"unknown token class(es) {unknown}; the explorer has {names}")
+    if explorer.token_class not in chosen:
+        chosen.insert(0, explorer.token_class)
+    return chosen
+
+
+def _inputs(explorer: Any) -> dict:
+    return {
+        "prompt": explorer.prompt,
+        "max_new_tokens": explorer.max_new_tokens,
+        "temperature": float(explorer.temperature),
+        "seed": explorer.seed,
+        "steering": [dict(e) for e in explorer.steering],
+    }
+
+
+def _pack_histogram(histogram: dict, packer: Packer) -> dict:
+    out = dict(histogram)
+    if "edges" in out:
+        out["edges"] = packer.add(out["edges"], "f4")
+    if "series" in out:
+        out["series"] = [
+            {**s, "counts": packer.add(s["counts"], "u4")} if "counts" in s else s for s in out["series"]
+        ]
+    return out
+
+
+def _pack_side(side: Any, packer: Packer) -> dict:
+    logprobs = [np.nan if v is None else v for v in side.logprobs]
+    return {"tokens": list(side.tokens), "logprobs": packer.add(logprobs, "f2")}
+
+
+def _steered_generations(explorer: Any, reader: ExplorerReader, grids: dict[int, list[float]], batch_size: int, progress: bool) -> dict:
+    """Baseline and steered continuations for every (feature, scale), batched, as ``Side`` objects."""
+    from ..analysis.generation import ResidualEdit, generate
+    from ..widgets.generation_state import side_from_ids, steering_features
+    from ..widgets.live import model_lock
+
+    binding = explorer.binding
+    W_dec = binding.sae.W_dec.detach()
+    requests: list[tuple[int | None, float]] = [(None, 0.0)]  # row 0: the baseline
+    vectors = [torch.zeros(binding.d_model, dtype=W_dec.dtype, device=W_dec.device)]
+    for f, values in grids.items():
+        for scale in values:
+            pairs = steering_features(f, scale, list(explorer.steering))
+            total: dict[int, float] = {}
+            for feature, s in pairs:
+                total[feature] = total.get(feature, 0.0) + s
+            vector = sum((s * W_dec[feature] for feature, s in total.items()), torch.zeros_like(vectors[0]))
+            requests.append((f, scale))
+            vectors.append(vector)
+    stacked = torch.stack(vectors)
+    prompt = explorer.prompt
+    settings = dict(max_new_tokens=explorer.max_new_tokens, temperature=float(explorer.temperature), seed=explorer.seed)
+    decode = reader.token_string
+    chunks = range(0, len(requests), batch_size)
+    bar = _progress(len(requests), progress)
+    sides: list[Any] = []
+    with model_lock(binding.model):
+        for lo in chunks:
+            hi = min(lo + batch_size, len(requests))
+            edit = ResidualEdit(binding.layer, binding.site, stacked[lo:hi])
+            result = generate(binding.model, [prompt] * (hi - lo), edit=edit, **settings)
+            for row in range(hi - lo):
+                ids, logprobs = result.continuation(row)  # with a final EOS, as the live view shows it
+                sides.append(side_from_ids(ids, logprobs, decode))
+            if bar is not None:
+                bar.update(hi - lo)
+    if bar is not None:
+        bar.close()
+    out: dict[Any, Any] = {"baseline": sides[0]}
+    for (f, _scale), side in zip(requests[1:], sides[1:]):
+        out.setdefault(f, []).append(side)
+    return out
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="precomputing generations", unit="gen")

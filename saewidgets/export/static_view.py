@@ -1,0 +1,161 @@
+"""A script-free HTML picture of an explorer's state, for renderers that show no widgets.
+
+Notebook viewers that do not run widgets (GitHub, nbviewer or nbconvert for a notebook
+saved without widget state) show an output's ``text/html`` instead. This module writes
+that HTML from the explorer's traits: title, explanation, statistics, the logit
+histogram as inline SVG drawn here (no vl-convert call at display time), the top
+promoted and suppressed tokens, the baseline and steered continuations and the
+self-explanation. Every model or tokenizer string is escaped; there is no script.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any, Mapping, Sequence
+
+PALETTE = ("#1976d2", "#9e9e9e", "#f57c00", "#388e3c")
+BOX = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;font-size:13px;color:#1f1f1f;" \
+      "border:1px solid #d0d0d0;border-radius:6px;padding:8px 10px;max-width:1100px;background:#fff"
+CELL = "padding:1px 8px 1px 0;text-align:left"
+MONO = "font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace"
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """Numbers as the front end shows them (3 significant digits; exponent when huge or tiny)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if not isinstance(value, (int, float)):
+        return esc(value)
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    magnitude = abs(value)
+    if magnitude and (magnitude >= 1e5 or magnitude < 1e-3):
+        return f"{value:.2e}"
+    return f"{float(f'{value:.{digits}g}'):g}"
+
+
+def visible_token(token: Any) -> str:
+    return str(token).replace(" ", "·").replace("\n", "↵").replace("\t", "→")
+
+
+def histogram_svg(histogram: Mapping, width: int = 420, height: int = 150) -> str:
+    """Stacked bars of a pre-binned histogram (``edges``, ``series[{name, counts}]``) as SVG markup."""
+    edges = list(histogram.get("edges") or [])
+    series = list(histogram.get("series") or [])
+    if len(edges) < 2 or not series:
+        return ""
+    n = len(edges) - 1
+    totals = [sum(float(s["counts"][i]) for s in series if i < len(s.get("counts", []))) for i in range(n)]
+    top = max(totals) or 1.0
+    sqrt = (histogram.get("yscale") or "sqrt") == "sqrt"
+    y = (lambda c: math.sqrt(c / top)) if sqrt else (lambda c: c / top)
+    left, bottom, plot_h = 4, 18, height - 30
+    bar_w = (width - 2 * left) / n
+    parts = []
+    for i in range(n):
+        base = 0.0
+        for k, s in enumerate(series):
+            count = float(s["counts"][i]) if i < len(s.get("counts", [])) else 0.0
+            if count <= 0:
+                continue
+            y0, y1 = y(base) * plot_h, y(base + count) * plot_h
+            parts.append(
+                f'<rect x="{left + i * bar_w:.1f}" y="{height - bottom - y1:.1f}" width="{max(bar_w - 0.3, 0.5):.1f}" '
+                f'height="{max(y1 - y0, 0.5):.1f}" fill="{PALETTE[k % len(PALETTE)]}"/>'
+            )
+            base += count
+    zero = ""
+    if edges[0] < 0 < edges[-1]:
+        x0 = left + (0 - edges[0]) / (edges[-1] - edges[0]) * (width - 2 * left)
+        zero = f'<line x1="{x0:.1f}" x2="{x0:.1f}" y1="4" y2="{height - bottom}" stroke="#616161" stroke-dasharray="2,2"/>'
+    axis = (
+        f'<line x1="{left}" x2="{width - left}" y1="{height - bottom}" y2="{height - bottom}" stroke="#9e9e9e"/>'
+        f'<text x="{left}" y="{height - 4}" font-size="10" fill="#5f6368">{fmt(edges[0])}</text>'
+        f'<text x="{width - left}" y="{height - 4}" font-size="10" fill="#5f6368" text-anchor="end">{fmt(edges[-1])}</text>'
+        f'<text x="{width / 2}" y="{height - 4}" font-size="10" fill="#5f6368" text-anchor="middle">'
+        f'{esc(histogram.get("xlabel") or "logit weight")}</text>'
+    )
+    legend = " ".join(
+        f'<span style="white-space:nowrap"><span style="display:inline-block;width:9px;height:9px;'
+        f'background:{PALETTE[k % len(PALETTE)]}"></span> {esc(s.get("name", ""))}</span>'
+        for k, s in enumerate(series)
+    )
+    return (
+        f'<div style="font-size:11px;color:#3c4043">{legend}</div>'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-label="logit weight histogram">{"".join(parts)}{zero}{axis}</svg>'
+    )
+
+
+def _token_table(caption: str, rows: Sequence) -> str:
+    body = "".join(
+        f'<tr><td style="{CELL};{MONO}" title="{esc(repr(str(token)))}">{esc(visible_token(token))}</td>'
+        f'<td style="{CELL}">{fmt(value)}</td></tr>'
+        for token, value in rows or []
+    )
+    return (
+        f'<table style="border-collapse:collapse;margin-right:16px;vertical-align:top;display:inline-table">'
+        f'<caption style="text-align:left;font-weight:600">{esc(caption)}</caption>{body}</table>'
+    )
+
+
+def _continuation(side: Mapping | None) -> str:
+    return "".join(str(t) for t in (side or {}).get("tokens", []))
+
+
+def _generation(generation: Mapping) -> str:
+    if not generation:
+        return ""
+    prompt = esc(generation.get("prompt", ""))
+    steer = ", ".join(f"#{f} × {fmt(s)}" for f, s in generation.get("features", [])) or "no features"
+    column = (
+        lambda title, side: f'<div style="flex:1;min-width:220px"><div style="font-weight:600">{esc(title)}</div>'
+        f'<p style="white-space:pre-wrap;{MONO};margin:2px 0">{prompt}<span style="background:#e3f2fd">'
+        f"{esc(_continuation(side))}</span></p></div>"
+    )
+    return (
+        '<div style="display:flex;gap:12px;flex-wrap:wrap;margin-top:8px">'
+        + column("Baseline", generation.get("baseline"))
+        + column(f"Steered · {steer}", generation.get("steered"))
+        + "</div>"
+    )
+
+
+def static_explorer_html(state: Mapping, note: str = "") -> str:
+    """HTML (no script) of an explorer state: the traits as a dict (``widget.get_state()``)."""
+    info = state.get("feature_info") or {}
+    feature = info.get("feature", state.get("feature"))
+    stats = "".join(
+        f'<span style="margin-right:12px"><span style="color:#5f6368">{esc(k)}</span> {fmt(v)}</span>'
+        for k, v in (info.get("stats") or {}).items()
+    )
+    explanation = f'<p style="margin:2px 0">{esc(info["explanation"])}</p>' if info.get("explanation") else ""
+    self_expl = (state.get("self_explanation") or {}).get("explanation")
+    self_block = (
+        f'<div style="margin-top:8px"><span style="font-weight:600">Self-explanation</span> '
+        f"<span>{esc(self_expl)}</span></div>" if self_expl else ""
+    )
+    precomputed = state.get("precomputed") or {}
+    if precomputed.get("items"):
+        features = ", ".join(f"#{f}" for f in precomputed["items"])
+        note = note or f"Precomputed results saved for {features}."
+    return (
+        f'<div class="saewidgets-static" style="{BOX}">'
+        f'<div style="border-bottom:1px solid #d0d0d0;padding-bottom:4px;margin-bottom:6px">'
+        f'<strong>Feature explorer</strong> <span style="color:#5f6368">{esc(state.get("title", ""))}</span></div>'
+        f'<div style="font-size:15px;font-weight:600">Feature {esc(feature)}</div>{explanation}'
+        f'<div style="margin:4px 0">{stats}</div>'
+        f'<div style="display:flex;gap:16px;flex-wrap:wrap;align-items:flex-start">'
+        f"<div>{histogram_svg(state.get('histogram') or {})}</div>"
+        f"<div>{_token_table('Promoted', info.get('top_positive'))}{_token_table('Suppressed', info.get('top_negative'))}</div>"
+        f"</div>{_generation(state.get('generation') or {})}{self_block}"
+        f'<p style="color:#5f6368;font-size:11px;margin:8px 0 0">Static picture of a saewidgets FeatureExplorer '
+        f"as it was displayed. {esc(note)} Run the notebook for the live widget, or export it with "
+        f"<code>python -m saewidgets.export NOTEBOOK.ipynb</code> for an interactive page that works offline.</p>"
+        "</div>"
+    )
