@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import weakref
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,13 @@ def _load_from_path_or_hub(spec: str, tokenizer: Any, kwargs: dict) -> Any:
         # An explicit task keeps nnsight from asking the hub what the model is: offline and fast.
         kwargs.setdefault("task", "text-generation")
         kwargs.setdefault("dispatch", True)
-        return TransformersModel(str(path), tokenizer=tokenizer or _local_tokenizer(path), **kwargs)
+        try:
+            return TransformersModel(str(path), tokenizer=tokenizer or _local_tokenizer(path), **kwargs)
+        except pickle.UnpicklingError as error:
+            raise ValueError(
+                f"refusing to load {path}: its weights are a pickle that holds more than tensors, and "
+                "loading it could run code. Use weights saved as safetensors (model.save_pretrained)."
+            ) from error
     if path.exists():
         raise ValueError(f"{path} is a file; give the model's directory (with config.json) instead")
     if path.is_absolute() or spec.startswith((".", "~")) or spec.count("/") > 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numbers
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -20,12 +20,13 @@ class HookPoint:
     """Where an SAE reads the residual stream: ``site`` of block ``layer``.
 
     ``resid_pre`` is the input of block ``layer``; ``resid_post`` its output.
-    ``name`` keeps the original hook name (e.g. ``blocks.8.hook_resid_pre``).
+    ``name`` keeps the original hook name (e.g. ``blocks.8.hook_resid_pre``); it is a
+    label only: two hook points are equal when layer and site are.
     """
 
     layer: int
     site: str = "resid_pre"
-    name: str = ""
+    name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if self.site not in SITES:

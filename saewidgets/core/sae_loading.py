@@ -207,7 +207,7 @@ def _normalise_cfg(cfg: dict) -> dict:
     k = cfg.get("k")
     if k is None:
         k = (cfg.get("activation_fn_kwargs") or {}).get("k")
-    arch = cfg.get("architecture") or ("topk" if activation == "topk" else "standard")
+    arch = cfg.get("architecture") or ("topk" if activation == "topk" else None)
     arch = {"relu": "standard", "jump_relu": "jumprelu", "top_k": "topk"}.get(arch, arch)
     if arch == "standard" and activation == "topk":  # SAELens < 5 spelt TopK this way
         arch = "topk"
@@ -237,12 +237,15 @@ def _build(tensors: dict, cfg: dict, hook: HookPoint | None) -> SAE:
         t["b_enc"] = t["b_enc"] * norms if "b_enc" in t else None
     if hook is None:
         name = cfg.get("hook_name") or cfg.get("hook_point")
+        layer = cfg.get("hook_layer", cfg.get("hook_point_layer"))
         if name:
             hook = HookPoint.parse(name)
-        elif cfg.get("hook_layer", cfg.get("hook_point_layer")) is not None:
-            hook = HookPoint(int(cfg.get("hook_layer", cfg.get("hook_point_layer"))), "resid_pre")
+        elif layer is not None:
+            hook = HookPoint(int(layer), "resid_pre")
     if cfg["k"] is None and "k" in t:
         cfg["k"] = int(t["k"].item())
+    if cfg["architecture"] is None:  # no config: the weights tell
+        cfg["architecture"] = "jumprelu" if "threshold" in t else "gated" if "b_gate" in t else "topk" if cfg["k"] else "standard"
     metadata = {key: value for key, value in cfg.items() if isinstance(value, (str, int, float, bool))}
     sae = SAE(
         t["W_enc"],
