@@ -198,13 +198,24 @@ def test_load_local_directory_offline(saved_llama, no_network):
 
 def test_loading_options_pass_through(saved_llama, no_network):
     directory, hf = saved_llama
-    model = sw.load_model(directory, dtype=torch.float64)
+    model = sw.load_model(directory, dtype=torch.float64, device_map="cpu")
     assert next(model._module.parameters()).dtype == torch.float64
+    assert next(model._module.parameters()).device == torch.device("cpu")
     lazy = sw.load_model(directory, dispatch=False)
     assert next(lazy._module.parameters()).is_meta
     with lazy.trace("Hello"):
         logits = lazy.lm_head.output.save()
     assert logits.shape[-1] == hf.config.vocab_size and not next(lazy._module.parameters()).is_meta
+
+
+def test_spreading_device_map_without_accelerate(saved_llama):
+    import importlib.util
+
+    if importlib.util.find_spec("accelerate") is not None:
+        pytest.skip("accelerate is installed: device_map='auto' works")
+    directory, _ = saved_llama
+    with pytest.raises(ValueError, match="device_map='auto' spreads the model with the accelerate package.*pip install accelerate"):
+        sw.load_model(directory, device_map="auto")
 
 
 def test_transformers_model_finds_its_tokenizer_or_asks_for_one(saved_llama):

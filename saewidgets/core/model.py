@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
 import weakref
@@ -15,6 +16,7 @@ from .layout import ModelLayout
 # Layouts live beside the models, not in them: whatever sits in an nnsight model's
 # __dict__ travels with every remote request.
 _LAYOUTS: "weakref.WeakKeyDictionary[Any, ModelLayout]" = weakref.WeakKeyDictionary()
+_SPREADING_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "vocab.txt")
 
 
@@ -32,6 +34,7 @@ def load_model(spec: Any, tokenizer: Any = None, *, layout: dict | ModelLayout |
     from nnsight import TransformersModel
     from nnsight.intervention.envoy import Envoy
 
+    _device_map_without_accelerate(kwargs)
     if isinstance(spec, Envoy):
         if tokenizer is not None or kwargs:
             raise ValueError(
@@ -54,6 +57,21 @@ def load_model(spec: Any, tokenizer: Any = None, *, layout: dict | ModelLayout |
     if layout is not None or model not in _LAYOUTS:
         _LAYOUTS[model] = _layout_for(model._module, layout)
     return model
+
+
+def _device_map_without_accelerate(kwargs: dict) -> None:
+    """A one-device ``device_map`` ("cuda", "cpu", torch.device) needs no ``accelerate``:
+    without it, hand the device to the pipeline instead; multi-device maps need it."""
+    device_map = kwargs.get("device_map")
+    if device_map is None or importlib.util.find_spec("accelerate") is not None:
+        return
+    if isinstance(device_map, (str, torch.device)) and str(device_map) not in _SPREADING_MAPS:
+        kwargs["device"] = kwargs.pop("device_map")
+    else:
+        raise ValueError(
+            f"device_map={device_map!r} spreads the model with the accelerate package, which is not "
+            "installed: pip install accelerate, or give one device (device_map='cuda')"
+        )
 
 
 def _layout_for(module: torch.nn.Module, layout: dict | ModelLayout | None) -> ModelLayout:
