@@ -95,9 +95,14 @@ def rank_scores(weights: np.ndarray, members: list[np.ndarray], heavy_ties: floa
         # S_j = j V - (r_j + 1) m = m n (running sum just after member j); "just before" is S_j - n.
         steps = np.arange(1, m + 1, dtype=np.int64) * vocab - m
         score = steps - positions.astype(np.int64) * m
-        after_max = score.max(axis=1) / (m * n)
-        before_min = (score.min(axis=1) - n) / (m * n)
-        es[:, s] = np.where(after_max >= -before_min, after_max, before_min)
+        top, bottom = score.argmax(axis=1), score.argmin(axis=1)
+        after_max = np.take_along_axis(score, top[:, None], axis=1)[:, 0] / (m * n)
+        before_min = (np.take_along_axis(score, bottom[:, None], axis=1)[:, 0] - n) / (m * n)
+        # Equal magnitudes: the one the walk reaches first (step r_j + 1 vs step r_j).
+        first_up = np.take_along_axis(positions, top[:, None], axis=1)[:, 0].astype(np.int64) + 1 <= \
+            np.take_along_axis(positions, bottom[:, None], axis=1)[:, 0]
+        up = (after_max > -before_min) | ((after_max == -before_min) & first_up)
+        es[:, s] = np.where(up, after_max, before_min)
         ahead = positions.sum(axis=1, dtype=np.int64) - m * (m - 1) // 2  # sum_j q_j
         u[:, s] = m * n - ahead
     for row in np.flatnonzero(n_tied > heavy_ties * vocab):

@@ -22,7 +22,7 @@ Built-in classes:
   close_bracket      body starts with a closing bracket (Unicode Pe: ``) ] }``...)
   whitespace         the text is whitespace only (spaces, newlines, tabs)
   length_1..length_5 body has that many characters
-  first_letter_a..z  body is alphabetic and starts with that letter (either case)
+  first_letter_a..z  body is alphabetic and starts with that ASCII letter (either case)
   byte, special      byte tokens; special/control tokens (and unused ids)
 
 Groups for ``labels``: "starts_with_space" (space / no space), "case"

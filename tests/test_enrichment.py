@@ -1,0 +1,216 @@
+"""Token-set enrichment: the rank formula against a literal running-sum walk, the
+significance test against scipy, and the end-to-end API on real (tiny) models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import mannwhitneyu
+
+import saewidgets as sw
+from saewidgets.analysis.logit_ranks import benjamini_hochberg, mann_whitney_p, rank_scores
+from tiny_models import random_sae, tiny_model
+
+
+def saelens_running_sums(scores: torch.Tensor, index_lists: torch.Tensor) -> torch.Tensor:
+    """SAELens tsea.py calculate_batch_enrichment_scores, as published, up to the running
+    sums (sets x features x vocab); the published function returns .abs().max(dim=2)."""
+    n_sets, _ = index_lists.shape
+    n_scores, vocab_size = scores.shape
+    valid_mask = index_lists != -1
+    score_mask = torch.zeros(n_sets, vocab_size, dtype=torch.bool)
+    for i in range(n_sets):
+        score_mask[i, index_lists[i][valid_mask[i]]] = True
+    _, sorted_indices = scores.sort(dim=1, descending=True, stable=True)
+    hits = score_mask.unsqueeze(1).expand(-1, n_scores, -1).gather(2, sorted_indices.unsqueeze(0).expand(n_sets, -1, -1))
+    list_sizes = valid_mask.sum(dim=1).double()
+    hit_increment = (1.0 / list_sizes).view(-1, 1, 1)
+    miss_decrement = (1.0 / (vocab_size - list_sizes)).view(-1, 1, 1)
+    return torch.where(hits, hit_increment, -miss_decrement).cumsum(dim=2)
+
+
+def assert_same_scores(es: np.ndarray, running: torch.Tensor, atol: float) -> None:
+    """|es| equals the published score; the sign is the reference's, except where the
+    highest and lowest running sums have equal magnitude (then float rounding in the
+    reference's cumsum decides; we take the one the walk reaches first)."""
+    published = running.abs().max(dim=2).values.T.numpy()
+    signed = running.gather(2, running.abs().argmax(dim=2, keepdim=True))[..., 0].T.numpy()
+    tie = np.isclose(running.max(dim=2).values.T.numpy(), -running.min(dim=2).values.T.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.abs(es), published, atol=atol)
+    np.testing.assert_allclose(np.where(tie, np.abs(es), es), np.where(tie, published, signed), atol=atol)
+
+
+def padded(sets: list[np.ndarray]) -> torch.Tensor:
+    width = max(len(s) for s in sets)
+    return torch.tensor([list(s) + [-1] * (width - len(s)) for s in sets])
+
+
+def tie_aware_reference(w: np.ndarray, ids: np.ndarray) -> float:
+    """Running sum evaluated only after whole groups of equal weights (descending)."""
+    member = np.zeros(w.size, bool)
+    member[ids] = True
+    m, n = member.sum(), (~member).sum()
+    best, running = 0.0, 0.0
+    for value in sorted(set(w.tolist()), reverse=True):
+        group = w == value
+        running += (member & group).sum() / m - (~member & group).sum() / n
+        if abs(running) > abs(best):
+            best = running
+    return best
+
+
+@pytest.fixture(scope="module")
+def data():
+    from scipy.special import ndtri
+
+    rng = np.random.default_rng(0)
+    V = 3001
+    # Gaussian-shaped weights without exact float32 ties (those are tested separately)
+    weights = ndtri((np.stack([rng.permutation(V) for _ in range(12)]) + 0.5) / V).astype(np.float32)
+    weights[3, :40] += 2.5  # a promoted block
+    weights[4, 100:300] -= 1.5  # a suppressed block
+    assert all(np.unique(row).size == V for row in weights)
+    sets = [np.arange(40), np.arange(100, 300), rng.choice(V, 1, replace=False), rng.choice(V, 1500, replace=False),
+            rng.choice(V, 3000, replace=False), rng.choice(V, 77, replace=False)]
+    return weights, [np.sort(s) for s in sets]
+
+
+def test_scores_equal_the_literal_running_sum(data):
+    weights, sets = data
+    running = saelens_running_sums(torch.from_numpy(weights), padded(sets))
+    scores = rank_scores(weights, sets)
+    assert_same_scores(scores.es, running, atol=1e-9)
+    assert scores.es[3, 0] > 0.5 and scores.es[4, 1] < -0.4
+
+
+def test_mann_whitney_matches_scipy(data):
+    weights, sets = data
+    scores = rank_scores(weights, sets)
+    sizes = np.array([s.size for s in sets], dtype=float)
+    z, p, log10_p = mann_whitney_p(scores.u, sizes[None], weights.shape[1], scores.tie_term)
+    for row in range(weights.shape[0]):
+        for col, ids in enumerate(sets):
+            member = np.zeros(weights.shape[1], bool)
+            member[ids] = True
+            ref = mannwhitneyu(weights[row, member], weights[row, ~member], method="asymptotic")
+            assert scores.u[row, col] == pytest.approx(ref.statistic, abs=1e-6)
+            assert p[row, col] == pytest.approx(ref.pvalue, rel=1e-6, abs=1e-12)
+            if ref.pvalue > 0:
+                assert log10_p[row, col] == pytest.approx(np.log10(ref.pvalue), rel=1e-6, abs=1e-9)
+    assert z[3, 0] > 5 and z[4, 1] < -5
+
+
+def test_heavy_ties_are_scored_tie_aware(data):
+    weights, sets = data
+    tied = np.round(weights[:4] * 2) / 2  # a few distinct values: heavy ties
+    tied[1] = 0.0  # a dead feature
+    scores = rank_scores(tied.astype(np.float32), sets)
+    for row in range(4):
+        for col, ids in enumerate(sets):
+            assert scores.es[row, col] == pytest.approx(tie_aware_reference(tied[row], ids), abs=1e-9)
+            member = np.zeros(tied.shape[1], bool)
+            member[ids] = True
+            if row != 1:
+                ref = mannwhitneyu(tied[row, member], tied[row, ~member], method="asymptotic")
+                assert scores.u[row, col] == pytest.approx(ref.statistic, abs=1e-6)
+    assert (scores.es[1] == 0).all()
+    sizes = np.array([s.size for s in sets], dtype=float)
+    _, p, _ = mann_whitney_p(scores.u, sizes[None], tied.shape[1], scores.tie_term)
+    assert (p[1] == 1).all()
+
+
+def test_large_vocabulary_uses_wide_ranks():
+    rng = np.random.default_rng(1)
+    weights = rng.standard_normal((2, 70001)).astype(np.float32)
+    sets = [np.sort(rng.choice(70001, 500, replace=False))]
+    running = saelens_running_sums(torch.from_numpy(weights), padded(sets))
+    assert_same_scores(rank_scores(weights, sets).es, running, atol=1e-9)
+
+
+def test_benjamini_hochberg_by_hand():
+    p = np.array([0.01, 0.04, 0.03, 0.2])
+    # sorted 0.01, 0.03, 0.04, 0.2 -> 0.04, 0.06, 0.0533, 0.2 -> running min from the top
+    np.testing.assert_allclose(benjamini_hochberg(p), [0.04, 0.0533333333, 0.0533333333, 0.2])
+
+
+# -- the API on a real model --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def binding():
+    return sw.bind(tiny_model("gpt2"), random_sae(32, 64, layer=1))
+
+
+def test_enrichment_table_matches_the_reference_on_model_weights(binding):
+    classes = sw.token_classes(binding).select(["starts_with_space", "lower", "digits", "punctuation"])
+    table = sw.enrichment(binding, list(range(20)), classes, chunk_size=6, progress=False)
+    assert list(table.columns) == ["feature", "set", "size", "es", "direction", "auroc", "z", "p_value", "log10_p", "q_value"]
+    assert len(table) == 20 * 4
+    weights = sw.logit_weights(binding, list(range(20))).numpy()
+    sets = [classes.ids(n) for n in classes]
+    running = saelens_running_sums(torch.from_numpy(weights), padded(sets))
+    assert_same_scores(table["es"].to_numpy().reshape(20, 4), running, atol=1e-6)
+    assert (table["direction"] == np.where(table["es"] > 0, "promoted", "suppressed")).all()
+    assert table["set"].tolist()[:4] == classes.names and table["size"].tolist()[:4] == [len(s) for s in sets]
+    member = classes["digits"]
+    ref = mannwhitneyu(weights[5, member], weights[5, ~member], method="asymptotic")
+    row = table[(table.feature == 5) & (table.set == "digits")].iloc[0]
+    assert row.auroc == pytest.approx(ref.statistic / (member.sum() * (~member).sum()))
+    assert row.p_value == pytest.approx(ref.pvalue, rel=1e-6)
+
+
+def test_a_planted_direction_is_found(binding):
+    """A direction built from some tokens' unembedding columns promotes them; its negative suppresses them."""
+    ids = np.arange(200, 206)
+    W_U = binding.unembedding()
+    direction = W_U[:, ids].sum(dim=1)
+    sets = {"planted": ids, "digits": sw.token_classes(binding)["digits"]}
+    table = sw.enrichment(binding, torch.stack([direction, -direction]), sets, fold_norm=False, progress=False)
+    planted = table[table.set == "planted"]
+    assert planted.es.iloc[0] > 0.7 and planted.direction.iloc[0] == "promoted" and planted.auroc.iloc[0] > 0.95
+    assert planted.es.iloc[1] < -0.7 and planted.direction.iloc[1] == "suppressed" and planted.auroc.iloc[1] < 0.05
+    assert planted.p_value.max() < 1e-3
+
+
+def test_set_inputs_and_errors(binding):
+    V = binding.vocab_size
+    by_names = sw.enrichment(binding, [1, 2], ["digits", "lower"], progress=False)
+    classes = sw.token_classes(binding)
+    by_mapping = sw.enrichment(binding, [1, 2], {"digits": classes["digits"], "lower": classes.ids("lower").tolist()}, progress=False)
+    np.testing.assert_allclose(by_names.es, by_mapping.es)
+    default = sw.enrichment(binding.model, binding.sae, [1], progress=False)
+    assert "starts_with_space" in set(default.set)
+    with pytest.warns(UserWarning, match="dropped.*empty_set \\(empty\\).*everything \\(every token\\)"):
+        sw.enrichment(binding, [1], {"empty_set": [], "everything": np.ones(V, bool), "digits": classes["digits"]}, progress=False)
+    with pytest.raises(ValueError, match="no usable token set"), pytest.warns(UserWarning):
+        sw.enrichment(binding, [1], {"empty_set": []}, progress=False)
+    with pytest.raises(ValueError, match="unknown token class 'nope'"):
+        sw.enrichment(binding, [1], ["nope"], progress=False)
+    with pytest.raises(ValueError, match="one entry per token"):
+        sw.enrichment(binding, [1], {"short": np.ones(5, bool)}, progress=False)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        sw.enrichment(binding, [1], {"far": [V + 3]}, progress=False)
+    with pytest.raises(ValueError, match="sets must be"):
+        sw.enrichment(binding, [1], 3.5, progress=False)
+    with pytest.raises(ValueError, match="out of range"):
+        sw.enrichment(binding, [999], ["digits"], progress=False)
+
+
+def test_organism_concept_features_are_enriched_for_their_own_words():
+    """Ground truth: each concept feature's most enriched concept word list is its own concept."""
+    try:
+        gt = sw.organism_ground_truth()
+        model, sae = sw.organism()
+    except (FileNotFoundError, OSError) as error:
+        pytest.skip(f"the model organism is not built in this checkout yet ({error})")
+    binding = sw.bind(model, sae)
+    classes = sw.token_classes(binding)
+    for concept, words in gt.concepts.items():
+        classes.add_words(f"concept:{concept}", words)
+    sets = classes.select([f"concept:{c}" for c in gt.concepts])
+    features = [gt.feature(c) for c in gt.concepts]
+    table = sw.enrichment(binding, features, sets, progress=False)
+    for concept, feature in zip(gt.concepts, features):
+        rows = table[table.feature == feature]
+        best = rows.sort_values("es", ascending=False).iloc[0]
+        assert best.set == f"concept:{concept}", (concept, rows[["set", "es", "auroc"]].to_string())
+        assert best.direction == "promoted" and best.q_value < 0.01
