@@ -42,6 +42,11 @@ class OfflineWidgetsPreprocessor(Preprocessor):
     """
 
     select = Unicode("saewidgets", help="'saewidgets': only saewidgets views; 'all': every anywidget").tag(config=True)
+    other_widgets = Unicode(
+        "text",
+        help="other widget outputs (progress bars, sliders): 'text' shows their text form (offline); "
+        "'keep' keeps them, rendered by the CDN widget loader (needs a network)",
+    ).tag(config=True)
 
     def _selected(self, view: Mapping) -> bool:
         if self.select == "all":
@@ -61,6 +66,14 @@ class OfflineWidgetsPreprocessor(Preprocessor):
             if i == 0:  # modules and the bootstrap once, with the first view
                 parts += [module_blocks([v for _, v in found]), bootstrap_block()]
             output["data"] = {"text/html": "\n".join(parts), "text/plain": output["data"].get("text/plain", "")}
+        if self.other_widgets == "text":
+            for cell in nb.get("cells", []):
+                for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+                    data = output.get("data", {})
+                    if WIDGET_VIEW_MIMETYPE in data:
+                        data.pop(WIDGET_VIEW_MIMETYPE)
+                        if not data:
+                            data["text/plain"] = ""
         _prune_widget_state(nb)
         resources["saewidgets_keep_widget_loader"] = "widgets" in nb.get("metadata", {})
         resources["saewidgets_views"] = len(found)
@@ -115,19 +128,25 @@ def _load(notebook: Any) -> tuple[Any, Path | None]:
     raise ValueError(f"expected a notebook path or a notebook dict, got {type(notebook).__name__}")
 
 
-def offline_html(notebook: Any, path: str | Path | None = None, *, select: str = "saewidgets") -> Saved | str:
+def offline_html(notebook: Any, path: str | Path | None = None, *, select: str = "saewidgets",
+                 other_widgets: str = "text") -> Saved | str:
     """Convert ``notebook`` (path or nbformat dict) to HTML that needs no kernel and no network.
 
     saewidgets views whose state the notebook saved (JupyterLab: Settings > Save Widget
     State Automatically; nbclient does it when it executes) render from that state,
-    interactive within what they precomputed (``explorer.snapshot``). Returns the HTML
-    text, or writes it to ``path`` and returns a ``Saved`` (path and size).
+    interactive within what they precomputed (``explorer.snapshot``). Other widgets (e.g.
+    tqdm progress bars) show their text form (``other_widgets="keep"`` keeps them live,
+    through the CDN widget loader: that needs a network). Returns the HTML text, or
+    writes it to ``path`` and returns a ``Saved`` (path and size).
     """
     if select not in ("saewidgets", "all"):
         raise ValueError(f"select must be 'saewidgets' or 'all', got {select!r}")
+    if other_widgets not in ("text", "keep"):
+        raise ValueError(f"other_widgets must be 'text' or 'keep', got {other_widgets!r}")
     nb, source = _load(notebook)
     exporter = OfflineHTMLExporter()
     exporter.offline_widgets.select = select
+    exporter.offline_widgets.other_widgets = other_widgets
     resources = {"metadata": {"name": source.stem if source else "notebook"}}
     body, _ = exporter.from_notebook_node(nb, resources=resources)
     if path is None:

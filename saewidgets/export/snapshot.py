@@ -75,7 +75,7 @@ def check_scales(scales: Any) -> list[float]:
     """A user grid: finite numbers, sorted, duplicates dropped."""
     if isinstance(scales, torch.Tensor):
         scales = scales.detach().reshape(-1).tolist()
-    if isinstance(scales, (int, float)) or not isinstance(scales, Iterable):
+    if isinstance(scales, (int, float, str, bytes)) or not isinstance(scales, Iterable):
         raise ValueError(f"scales must be a list of numbers, e.g. [-20, -5, 0, 5, 20]; got {scales!r}")
     values = []
     for value in scales:
