@@ -121,8 +121,8 @@ def test_several_features_add_up(gpt2):
     W = b.sae.W_dec
     by_features = sw.steer(b, prompt=PROMPTS, features={3: 5.0, 9: -2.5}, max_new_tokens=N)
     direction = 5.0 * W[3] - 2.5 * W[9]
-    forms = [direction, direction[None], [direction], [(direction / 2, 2.0)], [(W[3], 5.0), (W[9], -2.5)],
-             direction.numpy()]
+    # a d_model vector, a k x d_model array, a list of vectors and/or (vector, scale) pairs
+    forms = [direction, direction[None].numpy(), [5.0 * W[3], (W[9], -2.5)], [(direction / 2, 2.0)]]
     for form in forms:
         r = sw.steer(b, prompt=PROMPTS, directions=form, max_new_tokens=N)
         assert r.steered_ids == by_features.steered_ids
@@ -281,3 +281,44 @@ def test_missing_sae_and_bad_layer(gpt2):
         sw.steer(gpt2, None, "Hello", features={3: 1.0})
     with pytest.raises(ValueError, match="layer 9 does not exist"):
         sw.steer(gpt2, random_sae(32, 64, 1), "Hello", features={3: 1.0}, hook="blocks.9.hook_resid_pre")
+
+
+@pytest.mark.parametrize("mode", ["add", "replace"])
+def test_generation_helper_edits_chosen_prompt_positions(gpt2, mode):
+    """The shared helper's prompt-position edit (self-explanation style) against a torch hook."""
+    from saewidgets.analysis.generation import ResidualEdit, generate
+
+    prompts = ["The quick brown fox", "Hello"]
+    positions = [[1, -1], [0]]
+    vectors = torch.randn(2, 32, generator=torch.Generator().manual_seed(0)) * 5
+    out = generate(gpt2, prompts, edit=ResidualEdit(1, "resid_pre", vectors, positions, mode), max_new_tokens=N)
+
+    enc = gpt2.tokenizer(prompts, return_tensors="pt", padding=True)
+    width = enc["input_ids"].shape[1]
+    assert out.prompt_ids == [gpt2.tokenizer(p)["input_ids"] for p in prompts]
+
+    def pre(module, args):
+        h = args[0]
+        if h.shape[1] == 1:
+            return None
+        h = h.clone()
+        for row, wanted in enumerate(positions):
+            for p in wanted:
+                col = width - len(out.prompt_ids[row]) + p % len(out.prompt_ids[row])
+                h[row, col] = vectors[row] if mode == "replace" else h[row, col] + vectors[row]
+        return (h, *args[1:])
+
+    logprobs = []
+    handles = [gpt2._module.transformer.h[1].register_forward_pre_hook(pre),
+               gpt2._module.lm_head.register_forward_hook(
+                   lambda m, a, o: logprobs.append(o[:, -1].float().log_softmax(-1)))]
+    try:
+        ref = gpt2._module.generate(**enc, max_new_tokens=N, do_sample=False, eos_token_id=None, pad_token_id=0)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert out.ids.tolist() == ref[:, width:].tolist()
+    ref_lps = torch.stack([lp.gather(-1, out.ids[:, i:i + 1])[:, 0] for i, lp in enumerate(logprobs)], 1)
+    torch.testing.assert_close(out.logprobs, ref_lps, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="position 9 is outside prompt 1"):
+        generate(gpt2, prompts, edit=ResidualEdit(1, "resid_pre", vectors, [[0], [9]]), max_new_tokens=1)

@@ -123,12 +123,14 @@ def generate(
     seed: int = 0,
     remote: bool | str = False,
     on_step: Callable[[Step], None] | None = None,
+    progress: bool = False,
 ) -> Generation:
     """Generate ``max_new_tokens`` tokens for every prompt in one batched nnsight call.
 
     ``model`` is an nnsight ``TransformersModel`` (``sw.load_model``). Locally,
     ``on_step`` is called after every step, while the model runs; with ``remote``
     the body runs elsewhere, so the steps are delivered after the run, in order.
+    ``progress`` shows a ``tqdm`` bar over the steps (local runs).
     """
     check_decoding(max_new_tokens, temperature, top_p, seed)
     if len(prompts) == 0:
@@ -137,7 +139,7 @@ def generate(
     encoding = tokenizer(list(prompts), return_tensors="pt", padding=True)
     input_ids, attention = encoding["input_ids"], encoding["attention_mask"]
     rows, width = input_ids.shape
-    prompt_ids = [ids[mask.bool()].tolist() for ids, mask in zip(input_ids, attention)]
+    prompt_ids = [ids[keep.bool()].tolist() for ids, keep in zip(input_ids, attention)]
     device = model_device(model)
     if device.type != "meta":
         input_ids, attention = input_ids.to(device), attention.to(device)
@@ -153,7 +155,9 @@ def generate(
         if edit.positions != "all":
             mask = _position_mask(edit.positions, prompt_ids, width)
     n, temp, nucleus = max_new_tokens, float(temperature), top_p if top_p is not None and top_p < 1 else None
-    callback = None if remote else on_step
+    # Locally the block runs in this process and may call back; remotely it may not.
+    callback = None if remote or on_step is None else _relay(on_step)
+    bar = None if remote or not progress else _progress_bar(n)
 
     with model.generate(
         {"input_ids": input_ids, "attention_mask": attention}, max_new_tokens=n,
@@ -192,8 +196,12 @@ def generate(
             chosen.append(token)
             chosen_logprobs.append(token_logprob)
             if callback is not None:
-                callback(Step(step, token.tolist(), token_logprob.tolist()))
+                callback(step, token, token_logprob)
+            if bar is not None:
+                bar.update(1)
         output = tracer.result.save()
+    if bar is not None:
+        bar.close()
 
     ids = torch.stack(list(chosen), dim=1).cpu()
     logprobs = torch.stack(list(chosen_logprobs), dim=1).cpu()
@@ -208,6 +216,16 @@ def generate(
             on_step(Step(step, ids[:, step].tolist(), logprobs[:, step].tolist()))
     lengths, ended = _lengths(ids, eos_ids(model))
     return Generation(prompt_ids, ids, logprobs, lengths, ended)
+
+
+def _relay(on_step: Callable[[Step], None]) -> Callable[[int, torch.Tensor, torch.Tensor], None]:
+    return lambda step, token, logprob: on_step(Step(step, token.tolist(), logprob.tolist()))
+
+
+def _progress_bar(total: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="generating", unit="token", leave=False)
 
 
 def _position_mask(positions: Sequence[Sequence[int]], prompt_ids: list[list[int]], width: int) -> torch.Tensor:

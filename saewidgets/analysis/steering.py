@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from ..core.binding import Binding, bind
-from .generation import ResidualEdit, Step, check_decoding, eos_ids, generate
+from .generation import Generation, ResidualEdit, Step, check_decoding, eos_ids, generate
 
 Prompts = str | Sequence[str]
 
@@ -36,55 +36,70 @@ class SteeringStep:
 
 
 @dataclass
+class Continuation:
+    """One generated continuation: its text, token ids and their log-probabilities.
+
+    It stops after the first end-of-sequence token: the token is kept in ``ids``
+    (``ended`` is then True) and left out of ``text``.
+    """
+
+    text: str
+    ids: list[int]
+    logprobs: list[float]
+    ended: bool
+
+
+@dataclass
 class SteeringResult:
     """Baseline and steered continuations of each prompt.
 
-    Texts, ids and log-probabilities are per prompt: a plain value for a single
-    (str) prompt, a list with one entry per prompt otherwise. Continuations stop
-    after the first end-of-sequence token (kept in the ids, left out of the text).
-    Log-probabilities are the model's own (temperature 1) log-probabilities of the
-    chosen tokens, each under its own run.
+    ``.baseline``/``.steered`` (texts), ``.baseline_ids``/``.steered_ids`` and
+    ``.baseline_logprobs``/``.steered_logprobs`` hold a plain value for a single
+    (str) prompt and a list with one entry per prompt otherwise; the
+    ``Continuation`` objects are in ``.baseline_runs``/``.steered_runs``. Log-probs
+    are the model's own (temperature 1) log-probabilities of the chosen tokens,
+    each under its own run.
     """
 
     prompts: list[str]
+    baseline_runs: list[Continuation]
+    steered_runs: list[Continuation]
     features: dict[int, float]
     directions: list[tuple[torch.Tensor, float]]
     vector: torch.Tensor  # the total vector added at every position (d_model)
     layer: int
     site: str
     settings: dict[str, Any]  # max_new_tokens, temperature, top_p, seed
-    token_strings: dict[int, str] = field(repr=False)
-    _texts: dict[str, list[str]] = field(repr=False)
-    _ids: dict[str, list[list[int]]] = field(repr=False)
-    _logprobs: dict[str, list[list[float]]] = field(repr=False)
-    _single: bool = field(default=False, repr=False)
+    single: bool = False  # the prompt was one string
+    token_strings: dict[int, str] = field(default_factory=dict, repr=False)
 
-    def _one(self, values: list) -> Any:
-        return values[0] if self._single else values
+    def _per_prompt(self, runs: list[Continuation], name: str) -> Any:
+        values = [getattr(run, name) for run in runs]
+        return values[0] if self.single else values
 
     @property
     def baseline(self) -> str | list[str]:
-        return self._one(self._texts["baseline"])
+        return self._per_prompt(self.baseline_runs, "text")
 
     @property
     def steered(self) -> str | list[str]:
-        return self._one(self._texts["steered"])
+        return self._per_prompt(self.steered_runs, "text")
 
     @property
     def baseline_ids(self) -> list[int] | list[list[int]]:
-        return self._one(self._ids["baseline"])
+        return self._per_prompt(self.baseline_runs, "ids")
 
     @property
     def steered_ids(self) -> list[int] | list[list[int]]:
-        return self._one(self._ids["steered"])
+        return self._per_prompt(self.steered_runs, "ids")
 
     @property
     def baseline_logprobs(self) -> list[float] | list[list[float]]:
-        return self._one(self._logprobs["baseline"])
+        return self._per_prompt(self.baseline_runs, "logprobs")
 
     @property
     def steered_logprobs(self) -> list[float] | list[list[float]]:
-        return self._one(self._logprobs["steered"])
+        return self._per_prompt(self.steered_runs, "logprobs")
 
     def to_frame(self) -> Any:
         """One row per (prompt, variant, position) of the continuations.
@@ -95,17 +110,17 @@ class SteeringResult:
         import pandas as pd
 
         records = [
-            dict(prompt_index=p, prompt=prompt, variant=variant, position=i, token_id=t,
+            dict(prompt_index=p, prompt=self.prompts[p], variant=variant, position=i, token_id=t,
                  token=self.token_strings[t], logprob=lp)
-            for variant in ("baseline", "steered")
-            for p, prompt in enumerate(self.prompts)
-            for i, (t, lp) in enumerate(zip(self._ids[variant][p], self._logprobs[variant][p]))
+            for variant, runs in (("baseline", self.baseline_runs), ("steered", self.steered_runs))
+            for p, run in enumerate(runs)
+            for i, (t, lp) in enumerate(zip(run.ids, run.logprobs))
         ]
         columns = ["prompt_index", "prompt", "variant", "position", "token_id", "token", "logprob"]
         return pd.DataFrame.from_records(records, columns=columns)
 
     def __repr__(self) -> str:
-        pairs = "; ".join(f"{b!r} -> {s!r}" for b, s in zip(self._texts["baseline"], self._texts["steered"]))
+        pairs = "; ".join(f"{b.text!r} -> {s.text!r}" for b, s in zip(self.baseline_runs, self.steered_runs))
         return f"SteeringResult(features={self.features}, {self.site}[{self.layer}]: {pairs})"
 
 
@@ -122,6 +137,7 @@ def steer(
     remote: bool | str = False,
     on_step: Callable[[SteeringStep], None] | None = None,
     hook: Any = None,
+    progress: bool = True,
 ) -> SteeringResult:
     """Generate from ``prompt`` with and without the steering vector, side by side.
 
@@ -137,8 +153,10 @@ def steer(
     result, and every row, baseline and steered, sees the same noise at each step,
     so the two variants differ only where steering changed the choice (Gumbel-max
     coupling; see ``saewidgets.analysis.generation``). A total vector of zero (all
-    scales 0) reproduces the baseline exactly: its steered rows are the baseline rows. ``on_step`` receives a ``SteeringStep`` after every step
-    while a local model runs; with ``remote`` the steps arrive after the run.
+    scales 0) reproduces the baseline exactly: its steered rows are the baseline
+    rows. ``on_step`` receives a ``SteeringStep`` after every step while a local
+    model runs; with ``remote`` the steps arrive after the run.
+    ``progress`` shows a progress bar over the generated tokens (local runs).
     """
     if isinstance(model, Binding) and prompt is None and not isinstance(sae, Binding):
         sae, prompt = None, sae  # steer(binding, "prompt", ...)
@@ -162,29 +180,17 @@ def steer(
         edit = ResidualEdit(binding.layer, binding.site, rows)
     generation = generate(
         binding.model, prompts * (2 if offset else 1), edit=edit, max_new_tokens=max_new_tokens,
-        temperature=temperature, top_p=top_p, seed=seed, remote=remote,
+        temperature=temperature, top_p=top_p, seed=seed, remote=remote, progress=progress,
         on_step=None if on_step is None else _streamer(on_step, n, offset, eos_ids(binding.model)),
     )
 
-    tokenizer = binding.tokenizer
-    texts: dict[str, list[str]] = {}
-    ids: dict[str, list[list[int]]] = {}
-    logprobs: dict[str, list[list[float]]] = {}
-    for variant, first in (("baseline", 0), ("steered", offset)):
-        conts = [generation.continuation(first + p) for p in range(n)]
-        ids[variant] = [c[0] for c in conts]
-        logprobs[variant] = [c[1] for c in conts]
-        texts[variant] = [  # the text leaves out a final EOS token
-            tokenizer.decode(c[0][: len(c[0]) - generation.ended[first + p]], clean_up_tokenization_spaces=False)
-            for p, c in enumerate(conts)
-        ]
-    seen = {t for variant in ids.values() for row in variant for t in row}
-    token_strings = {t: tokenizer.decode([t], clean_up_tokenization_spaces=False) for t in seen}
+    runs = [_continuation(generation, row, binding.tokenizer) for row in range(n + offset)]
+    seen = {t for run in runs for t in run.ids}
     return SteeringResult(
-        prompts=prompts, features=scales, directions=pairs, vector=vector, layer=binding.layer,
-        site=binding.site, settings=dict(max_new_tokens=max_new_tokens, temperature=temperature,
-                                         top_p=top_p, seed=seed),
-        token_strings=token_strings, _texts=texts, _ids=ids, _logprobs=logprobs, _single=single,
+        prompts=prompts, baseline_runs=runs[:n], steered_runs=runs[offset:offset + n], features=scales,
+        directions=pairs, vector=vector, layer=binding.layer, site=binding.site,
+        settings=dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed),
+        single=single, token_strings=_token_strings(binding.tokenizer, seen),
     )
 
 
@@ -275,6 +281,17 @@ def _total_vector(binding: Binding, scales: dict[int, float], pairs: list) -> to
     for vec, s in pairs:
         vector += s * vec
     return vector
+
+
+def _continuation(generation: Generation, row: int, tokenizer: Any) -> Continuation:
+    ids, logprobs = generation.continuation(row)
+    ended = generation.ended[row]
+    text = tokenizer.decode(ids[:-1] if ended else ids, clean_up_tokenization_spaces=False)
+    return Continuation(text, ids, logprobs, ended)
+
+
+def _token_strings(tokenizer: Any, ids: set[int]) -> dict[int, str]:
+    return {t: tokenizer.decode([t], clean_up_tokenization_spaces=False) for t in sorted(ids)}
 
 
 def _streamer(on_step: Callable[[SteeringStep], None], n: int, offset: int, eos: set[int]) -> Callable[[Step], None]:
