@@ -58,3 +58,27 @@ export function uid(prefix = "sw") {
   counter += 1;
   return `${prefix}-${Math.random().toString(36).slice(2, 8)}-${counter}`;
 }
+
+/**
+ * Track whether the user is typing in `input` (between an `input` event and the next
+ * commit) so that kernel updates do not overwrite unfinished text. Returns
+ * `{show(value), committed()}`: `show` writes the value unless the user is typing;
+ * call `committed()` when the input's value has been sent.
+ */
+export function editable(input) {
+  let typing = false;
+  input.addEventListener("input", () => {
+    typing = true;
+  });
+  input.addEventListener("blur", () => {
+    typing = false;
+  });
+  return {
+    show(value) {
+      if (!typing) input.value = value ?? "";
+    },
+    committed() {
+      typing = false;
+    },
+  };
+}

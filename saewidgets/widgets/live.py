@@ -106,6 +106,26 @@ class LatestRequestRunner:
             self._cond.notify_all()
             return Ticket(self.latest, self)
 
+    def run_now(self, job: Job) -> Ticket:
+        """Run ``job`` in the calling thread as the newest request (superseding the others)."""
+        with self._cond:
+            if self.closed:
+                raise RuntimeError("this runner is closed")
+            self.latest += 1
+            self._pending = None
+            ticket = Ticket(self.latest, self)
+            self._set_busy(True)
+        try:
+            job(ticket)
+        except Superseded:
+            pass
+        finally:
+            with self._cond:
+                if self._pending is None and self._running is None:
+                    self._set_busy(False)
+                self._cond.notify_all()
+        return ticket
+
     def cancel(self) -> None:
         """Supersede every request (a running job stops at its next check)."""
         with self._cond:

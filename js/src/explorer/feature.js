@@ -3,13 +3,14 @@
 import { h, replace, fmt, uid, visibleToken } from "../dom.js";
 import { watch } from "./store.js";
 import { drawHistogram } from "./histogram.js";
-import { onThemeChange } from "./theme.js";
+import { onThemeChange, themeColours } from "./theme.js";
 
 export function featurePanel(store) {
   const classId = uid("sw-class");
   const title = h("h3", { class: "sw-title" });
+  const kind = h("span", { class: "sw-kind", title: "feature kind from skew and kurtosis of its logit weights" });
   const explanation = h("p", { class: "sw-explanation" });
-  const stats = h("dl", { class: "sw-stats" });
+  const stats = h("div", { class: "sw-stats" });
   const classSelect = h("select", {
     id: classId,
     class: "sw-input",
@@ -30,7 +31,7 @@ export function featurePanel(store) {
   const node = h(
     "section",
     { class: "sw-panel sw-feature", "aria-label": "feature" },
-    h("div", { class: "sw-feature-head" }, title, explanation),
+    h("div", { class: "sw-feature-head" }, title, kind, explanation),
     stats,
     h(
       "div",
@@ -48,12 +49,16 @@ export function featurePanel(store) {
   function updateInfo() {
     const info = store.get("feature_info") || {};
     title.textContent = info.feature === undefined ? "Feature" : `Feature ${info.feature}`;
+    kind.textContent = info.kind && info.kind !== "none" ? info.kind : "";
+    kind.hidden = !kind.textContent;
     explanation.textContent = info.explanation || "";
     explanation.hidden = !info.explanation;
     const entries = Object.entries(info.stats || {});
     replace(
       stats,
-      entries.map(([name, value]) => h("div", { class: "sw-stat" }, h("dt", {}, name), h("dd", {}, fmt(value)))),
+      entries.map(([name, value]) =>
+        h("span", { class: "sw-stat" }, h("span", { class: "sw-stat-name" }, name), h("span", { class: "sw-stat-value" }, fmt(value))),
+      ),
     );
     const rows = (list) =>
       (list || []).map(([token, value]) =>
@@ -89,7 +94,7 @@ export function featurePanel(store) {
     const width = Math.max(240, Math.min(520, (chart.clientWidth || 420) - 70));
     const target = h("div");
     try {
-      const done = await drawHistogram(target, histogram, { width });
+      const done = await drawHistogram(target, histogram, themeColours(chart), { width });
       if (ticket !== drawing) return done();
       finalize?.();
       finalize = done;
@@ -106,7 +111,13 @@ export function featurePanel(store) {
     watch(store, ["class_names", "token_class"], updateClasses),
     watch(store, ["histogram"], updateChart),
   ];
-  const stopTheme = onThemeChange(updateChart);
+  // The new theme's stylesheet may apply a moment after the attribute changes: draw twice.
+  let themeTimer = null;
+  const stopTheme = onThemeChange(() => {
+    updateChart();
+    clearTimeout(themeTimer);
+    themeTimer = setTimeout(updateChart, 400);
+  });
   updateInfo();
   updateClasses();
   // Draw once the node is in the page so the chart can size itself.
@@ -116,6 +127,7 @@ export function featurePanel(store) {
     destroy() {
       stops.forEach((s) => s());
       stopTheme();
+      clearTimeout(themeTimer);
       finalize?.();
     },
   };

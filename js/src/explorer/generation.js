@@ -56,7 +56,7 @@ export function generationPanel(store) {
     else if (running) status.textContent = "generating…";
     else if (gen.status === "done") {
       const n = gen.steered?.tokens?.length ?? 0;
-      const took = gen.seconds === undefined ? "" : ` in ${fmt(gen.seconds, 2)} s`;
+      const took = gen.cached ? " (again: cached)" : gen.seconds === undefined ? "" : ` in ${fmt(gen.seconds, 2)} s`;
       status.textContent = `${n} tokens${took}${gen.temperature ? `, temperature ${fmt(gen.temperature)}, seed ${gen.seed}` : ", greedy"}`;
     } else status.textContent = gen.status;
   }

@@ -3,7 +3,6 @@
 // vega-embed into SVG. Labels (class names) are drawn by Vega as SVG text;
 // the tooltip handler escapes its content.
 import embed from "vega-embed";
-import { themeColours } from "./theme.js";
 
 /** Rows for Vega-Lite from {edges, series: [{name, counts}]}. */
 export function histogramRows(histogram) {
@@ -20,7 +19,7 @@ export function histogramRows(histogram) {
 /** A Vega-Lite spec for the histogram; pure function of the data and the colours. */
 export function histogramSpec(histogram, colours, { width = 360, height = 170 } = {}) {
   const names = (histogram.series || []).map((s) => String(s.name));
-  const palette = [colours.accent, colours.muted, colours.warn, colours.good];
+  const palette = seriesColours(names, colours);
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     width,
@@ -62,6 +61,17 @@ export function histogramSpec(histogram, colours, { width = 360, height = 170 } 
   };
 }
 
+// Tableau 10, readable on light and dark backgrounds.
+const CATEGORICAL = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f"];
+const GREY = "#9aa0a6";
+
+/** In/out splits: the theme's accent against grey; more labels: a categorical palette, "other" grey. */
+export function seriesColours(names, colours) {
+  if (names.length === 2) return [colours.accent, GREY];
+  let next = 0;
+  return names.map((name) => (/^(other|not |no )/.test(name) ? GREY : CATEGORICAL[next++ % CATEGORICAL.length]));
+}
+
 export function vegaConfig(colours) {
   const font = colours.font;
   return {
@@ -91,9 +101,11 @@ export function escapeText(value) {
     .replace(/'/g, "&#39;");
 }
 
-/** Draw `histogram` into `container`; returns a finalize function. */
-export async function drawHistogram(container, histogram, options = {}) {
-  const colours = themeColours(container);
+/**
+ * Draw `histogram` into `container`; returns a finalize function. `colours` come from
+ * `themeColours(node)` of a node that is in the page (a detached node has no theme).
+ */
+export async function drawHistogram(container, histogram, colours, options = {}) {
   const spec = histogramSpec(histogram, colours, options);
   const result = await embed(container, spec, {
     renderer: "svg",

@@ -1,5 +1,5 @@
 // Feature picker: index box, search over top tokens / explanations, ranked lists.
-import { h, replace, fmt, uid } from "../dom.js";
+import { h, replace, fmt, uid, editable } from "../dom.js";
 import { watch } from "./store.js";
 
 const METRIC_LABELS = { std: "std", skew: "skew", kurtosis: "kurtosis", enrichment: "enrichment" };
@@ -27,6 +27,7 @@ export function pickerPanel(store) {
       change: submitIndex,
     },
   });
+  const indexEdit = editable(index);
   const indexHint = h("span", { id: `${indexId}-of`, class: "sw-muted" });
   const step = (delta) => {
     const n = store.get("n_features") || 0;
@@ -44,6 +45,7 @@ export function pickerPanel(store) {
       return;
     }
     index.setCustomValidity("");
+    indexEdit.committed();
     const value = Number.parseInt(text, 10);
     if (value !== store.get("feature")) store.set("feature", value);
   }
@@ -116,7 +118,7 @@ export function pickerPanel(store) {
   function updateIndex() {
     const n = store.get("n_features") || 0;
     index.max = Math.max(0, n - 1);
-    if (document.activeElement !== index) index.value = store.get("feature");
+    indexEdit.show(store.get("feature"));
     index.setCustomValidity("");
     indexHint.textContent = `of ${n}`;
   }
@@ -141,14 +143,22 @@ export function pickerPanel(store) {
     rankSelect.value = chosen;
     const entries = rankings[chosen] || [];
     const p = store.get("stats_progress") || {};
-    if (p.total) {
-      replace(
-        progress,
-        h("progress", { max: p.total, value: p.done || 0, "aria-label": p.label || "computing" }),
-        h("span", { class: "sw-muted" }, `${p.label || "computing"} ${p.done || 0}/${p.total}`),
-      );
+    const computing = Boolean(p.label);
+    if (computing) {
+      const bar = p.total
+        ? h("progress", { max: p.total, value: p.done || 0, "aria-label": p.label })
+        : h("progress", { "aria-label": p.label });
+      const count = p.total ? ` ${p.done || 0}/${p.total}` : "…";
+      replace(progress, bar, h("span", { class: "sw-muted" }, `${p.label}${count}`));
     } else replace(progress);
-    if (!entries.length && !p.total) return replace(rankList, h("li", { class: "sw-muted sw-empty" }, "no ranking yet"));
+    if (!entries.length) {
+      const why = computing
+        ? "computing…"
+        : chosen === "enrichment" && rankings.enrichment
+          ? "enrichment ranks a single token class: pick one"
+          : "no ranking yet";
+      return replace(rankList, h("li", { class: "sw-muted sw-empty" }, why));
+    }
     replace(rankList, entries.map(([feature, value, label]) => featureButton(feature, label, value)));
   }
 

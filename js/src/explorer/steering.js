@@ -1,6 +1,6 @@
 // Steering controls: a symlog scale slider whose range follows the feature,
 // extra (feature, scale) entries, prompt, number of tokens, temperature, seed.
-import { h, replace, fmt, uid } from "../dom.js";
+import { h, replace, fmt, uid, editable } from "../dom.js";
 import { watch } from "./store.js";
 import { STEPS, toScale, toPosition, roundScale, normaliseRange } from "./symlog.js";
 
@@ -44,6 +44,7 @@ export function scaleSlider({ label, onCommit, onPreview = () => {} }) {
       change: () => commitBox(),
     },
   });
+  const boxEdit = editable(box);
   function commitBox() {
     const value = Number.parseFloat(box.value);
     if (!Number.isFinite(value)) {
@@ -52,6 +53,7 @@ export function scaleSlider({ label, onCommit, onPreview = () => {} }) {
       return;
     }
     box.setCustomValidity("");
+    boxEdit.committed();
     onCommit(value);
   }
   const zero = h("button", { class: "sw-button sw-icon", type: "button", title: "scale 0", "aria-label": `${label}: set to 0`, on: { click: () => onCommit(0) } }, "0");
@@ -62,7 +64,7 @@ export function scaleSlider({ label, onCommit, onPreview = () => {} }) {
     slider,
     set(scale, newRange) {
       range = normaliseRange(newRange);
-      if (document.activeElement !== box) box.value = scale;
+      boxEdit.show(scale);
       slider.value = String(Math.round(toPosition(scale, range) * STEPS));
       slider.setAttribute("aria-valuetext", String(scale));
       rangeText.textContent = `±${fmt(range.max, 2)}`;
@@ -86,12 +88,14 @@ function numberField(label, props, onCommit) {
           return;
         }
         input.setCustomValidity("");
+        edit.committed();
         onCommit(value);
       },
       keydown: (event) => event.key === "Enter" && input.dispatchEvent(new Event("change")),
     },
   });
-  return { node: h("div", { class: "sw-field" }, h("label", { class: "sw-label", for: id }, label), input), input };
+  const edit = editable(input);
+  return { node: h("div", { class: "sw-field" }, h("label", { class: "sw-label", for: id }, label), input), input, edit };
 }
 
 export function steeringPanel(store) {
@@ -133,8 +137,11 @@ export function steeringPanel(store) {
       change: () => commitPrompt(),
     },
   });
+  const promptEdit = editable(prompt);
   function commitPrompt() {
+    promptEdit.committed();
     if (prompt.value !== store.get("prompt")) store.set("prompt", prompt.value);
+    else promptEdit.show(store.get("prompt"));
   }
   const tokens = numberField("tokens", { min: 1, max: 512, step: 1 }, (v) => store.set("max_new_tokens", Math.round(v)));
   const temperature = numberField("temperature", { min: 0, step: 0.1 }, (v) => store.set("temperature", v));
@@ -203,9 +210,9 @@ export function steeringPanel(store) {
     main.set(store.get("scale"), store.get("scale_range"));
   }
   function updateFields() {
-    if (document.activeElement !== prompt) prompt.value = store.get("prompt") ?? "";
+    promptEdit.show(store.get("prompt"));
     for (const [field, name] of [[tokens, "max_new_tokens"], [temperature, "temperature"], [seed, "seed"]]) {
-      if (document.activeElement !== field.input) field.input.value = store.get(name);
+      field.edit.show(store.get(name));
     }
   }
 

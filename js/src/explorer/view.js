@@ -71,5 +71,7 @@ export function renderExplorer(el, store) {
     ),
   );
   el.replaceChildren(root);
+  // Tell the kernel a view is showing: from now on it generates in the background.
+  store.send({ type: "ready" });
   return () => Object.values(parts).forEach((part) => part.destroy());
 }

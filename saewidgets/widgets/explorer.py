@@ -1,0 +1,485 @@
+"""``FeatureExplorer``: pick an SAE feature, read its logit lens, steer with it live.
+
+The widget only orchestrates: its state lives in synced traits (so a saved
+notebook can show it without a kernel), the analyses come from
+``saewidgets.analysis``, and steered generations run on a worker thread
+(``live.LatestRequestRunner``) so the kernel stays responsive while the slider
+moves. See the class docstring for the traits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import anywidget
+import traitlets as t
+
+from ..core.binding import Binding, bind
+from ..export.mixin import ExportMixin
+from . import explorer_checks as checks
+from . import explorer_data as data
+from .generation_state import GenerationView, SteerRequest, side_from_ids, steering_features
+from .live import LatestRequestRunner, Superseded, Ticket, model_lock
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+DEFAULT_PROMPT = "The word"
+MAX_NEW_TOKENS = 256
+RANK_METRICS = ("skew", "kurtosis", "std", "enrichment")
+VALIDATED = ("feature", "scale", "prompt", "max_new_tokens", "temperature", "seed", "token_class", "rank_by",
+             "steering")
+
+
+class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
+    """Explore one SAE feature at a time, live.
+
+    >>> model, sae = sw.organism()
+    >>> explorer = sw.FeatureExplorer(model, sae, feature=3, prompt="I painted the wall")
+    >>> explorer.feature = 12      # the view follows; moving its slider updates explorer.scale
+
+    It shows a feature picker (index, search over top tokens and explanations,
+    rankings by logit-weight std / skew / kurtosis / token-class enrichment), the
+    feature's logit histogram split by a token class with its statistics and top
+    promoted / suppressed tokens, and steering: baseline and steered
+    continuations side by side, regenerated whenever the scale, the prompt, the
+    decoding settings or the extra steering entries change.
+
+    Parameters:
+        model, sae: a model (``sw.load_model`` spec) and its ``sw.SAE``, or a ``Binding``.
+        feature, prompt, scale, token_class, max_new_tokens, temperature, seed: initial state.
+        classes: extra token classes, ``{name: words | regex string | token ids}``
+            (a string is a regular expression over decoded tokens, a list of strings
+            a word list, a list of ints token ids), added to the built-in classes.
+        explanations: ``{feature: text}`` or a DataFrame with ``feature`` and
+            ``explanation`` (or ``description``) columns; searchable, shown with the feature.
+        steering: extra ``[(feature, scale), ...]`` entries steered together with the
+            current feature.
+        typical_activation: a typical (e.g. max) activation per feature, a sequence or
+            ``{feature: value}``; the slider then spans about twice that.
+        bins: histogram bins. debounce: seconds of quiet before a generation starts.
+
+    Traits (synced with the view): ``feature``, ``scale``, ``prompt``,
+    ``max_new_tokens``, ``temperature``, ``seed``, ``steering`` (list of
+    ``{feature, scale, max, linear}``), ``token_class``, ``rank_by``, ``search``;
+    computed: ``feature_info``, ``histogram``, ``scale_range``, ``rankings``,
+    ``search_results``, ``generation`` (the latest baseline/steered tokens),
+    ``busy``, ``error``, ``stats_progress``, ``self_explanation``.
+
+    Generations start once a view is showing (on a worker thread, newest request
+    wins); without a view, trait changes generate synchronously.
+    """
+
+    _esm = STATIC / "widget.js"
+    _css = STATIC / "widget.css"
+    _kind = t.Unicode("explorer").tag(sync=True)
+
+    title = t.Unicode("").tag(sync=True)
+    n_features = t.Int(0).tag(sync=True)
+
+    # the chosen feature and what is shown about it
+    feature = t.Int(0).tag(sync=True)
+    feature_info = t.Dict().tag(sync=True)
+    class_names = t.List(t.Unicode()).tag(sync=True)
+    token_class = t.Unicode("").tag(sync=True)
+    histogram = t.Dict().tag(sync=True)
+
+    # picking features
+    rank_by = t.Unicode("skew").tag(sync=True)
+    rankings = t.Dict().tag(sync=True)
+    stats_progress = t.Dict().tag(sync=True)
+    search = t.Unicode("").tag(sync=True)
+    search_results = t.List().tag(sync=True)
+
+    # steering
+    scale = t.Float(0.0).tag(sync=True)
+    scale_range = t.Dict().tag(sync=True)
+    steering = t.List(t.Dict()).tag(sync=True)
+    prompt = t.Unicode(DEFAULT_PROMPT).tag(sync=True)
+    max_new_tokens = t.Int(20).tag(sync=True)
+    temperature = t.Float(0.0).tag(sync=True)
+    seed = t.Int(0).tag(sync=True)
+    generation = t.Dict().tag(sync=True)
+
+    # status
+    busy = t.Bool(False).tag(sync=True)
+    error = t.Unicode("").tag(sync=True)
+
+    # filled by the self-explanation panel (a later addition): explanation at the
+    # current scale, metric curves against scale, best explanations
+    self_explanation = t.Dict().tag(sync=True)
+
+    def __init__(
+        self,
+        model: Any,
+        sae: Any = None,
+        feature: int = 0,
+        prompt: str = DEFAULT_PROMPT,
+        *,
+        scale: float = 0.0,
+        token_class: str | None = None,
+        classes: Mapping[str, Any] | None = None,
+        explanations: Any = None,
+        steering: Iterable[tuple[int, float]] | None = None,
+        max_new_tokens: int = 20,
+        temperature: float = 0.0,
+        seed: int = 0,
+        typical_activation: Any = None,
+        bins: int = 60,
+        debounce: float = 0.05,
+        hook: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        binding = model if isinstance(model, Binding) and sae is None else bind(model, sae, hook)
+        self._binding = binding
+        self._ready = False
+        self._live = False  # becomes True once a view says it is showing
+        self._bins = checks.check_bins(bins)
+        self._lens = data.FeatureLens(binding, classes=classes)
+        self._explanations = checks.normalise_explanations(explanations, binding.d_sae)
+        self._typical = checks.normalise_typical_activation(typical_activation, binding.d_sae)
+        self._results: OrderedDict[tuple, dict] = OrderedDict()
+        self._baselines: OrderedDict[tuple, Any] = OrderedDict()
+        self._runner = LatestRequestRunner(debounce, on_busy=self._on_busy, name="saewidgets-explorer")
+        self._stats_runner = LatestRequestRunner(0.0, name="saewidgets-explorer-stats")
+
+        # Arguments are checked strictly (ValueError) here; later changes report in `error`.
+        feature = binding.check_feature(feature)
+        checks.check_prompt(prompt)
+        scale = checks.check_scale(scale)
+        checks.check_decoding(max_new_tokens, temperature, seed, MAX_NEW_TOKENS)
+        names = self._lens.class_names
+        token_class = token_class or data.default_class(names)
+        if token_class not in names:
+            raise ValueError(f"unknown token class {token_class!r}; choose one of {names}")
+        entries = [checks.check_entry(binding, {"feature": f, "scale": s}) for f, s in (steering or [])]
+
+        super().__init__(
+            title=data.title(binding), n_features=binding.d_sae, feature=feature, prompt=prompt,
+            scale=scale, token_class=token_class, class_names=names, max_new_tokens=max_new_tokens,
+            temperature=float(temperature), seed=seed, **kwargs,
+        )
+        self._accepted = {name: getattr(self, name) for name in VALIDATED}
+        self.on_msg(self._on_message)
+        with self.hold_sync():
+            self.steering = [self._with_range(e) for e in entries]
+            self._start_stats()
+            self._show_feature()
+        self._ready = True
+        self._generate(sync=True)
+
+    # -- public API -----------------------------------------------------------------
+    @property
+    def binding(self) -> Binding:
+        return self._binding
+
+    def add_class(self, name: str, tokens: Any = None, *, words: Any = None, regex: str | None = None,
+                  ids: Any = None, select: bool = True) -> None:
+        """Add a token class (words, a regular expression or token ids) and show it.
+
+        ``explorer.add_class("colours", ["red", "green"])``, ``add_class("caps", regex=r"^\\s?[A-Z]+$")``.
+        """
+        self._lens.add_class(name, tokens, words=words, regex=regex, ids=ids)
+        with self.hold_sync():
+            self.class_names = self._lens.class_names
+            if select:
+                self.token_class = name
+
+    def refresh(self) -> None:
+        """Generate again for the current state (dropping its cached result)."""
+        self._results.pop(self._request().key, None)
+        self._generate(sync=not self._live)
+
+    def wait(self, timeout: float | None = 60.0) -> bool:
+        """Wait until pending generations (and statistics) are done; False on timeout."""
+        start = time.monotonic()
+        done = self._runner.wait(timeout)
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+        return self._stats_runner.wait(left) and done
+
+    @property
+    def stats(self) -> Any:
+        """Logit-weight statistics of every feature (a DataFrame), once computed."""
+        return self._lens.stats
+
+    def close(self) -> None:
+        for runner in (getattr(self, "_runner", None), getattr(self, "_stats_runner", None)):
+            if runner is not None:
+                runner.close()
+        super().close()
+
+    # -- validation: bad values from the view or from Python keep the previous state --
+    def _reject(self, name: str, error: Exception) -> Any:
+        """Report ``error`` and keep the last accepted value (while the view's update is being
+        applied, the trait already holds the rejected value, so it is not read back here)."""
+        self.error = str(error)
+        return self._accepted[name]
+
+    @t.observe(*VALIDATED)
+    def _remember_accepted(self, change):
+        if hasattr(self, "_accepted"):
+            self._accepted[change["name"]] = change["new"]
+
+    def _checked(self, proposal: Any, check: Callable[[Any], Any]) -> Any:
+        if not getattr(self, "_ready", False):
+            return proposal["value"]
+        try:
+            return check(proposal["value"])
+        except ValueError as error:
+            return self._reject(proposal["trait"].name, error)
+
+    @t.validate("feature")
+    def _valid_feature(self, proposal):
+        return self._checked(proposal, self._binding.check_feature)
+
+    @t.validate("scale")
+    def _valid_scale(self, proposal):
+        return self._checked(proposal, checks.check_scale)
+
+    @t.validate("prompt")
+    def _valid_prompt(self, proposal):
+        return self._checked(proposal, checks.check_prompt)
+
+    @t.validate("max_new_tokens")
+    def _valid_tokens(self, proposal):
+        return self._checked(proposal, lambda n: checks.check_max_new_tokens(n, MAX_NEW_TOKENS))
+
+    @t.validate("temperature")
+    def _valid_temperature(self, proposal):
+        return self._checked(proposal, checks.check_temperature)
+
+    @t.validate("seed")
+    def _valid_seed(self, proposal):
+        return self._checked(proposal, checks.check_seed)
+
+    @t.validate("token_class")
+    def _valid_class(self, proposal):
+        return self._checked(proposal, lambda name: checks.check_choice(name, self._lens.class_names, "token class"))
+
+    @t.validate("rank_by")
+    def _valid_rank(self, proposal):
+        return self._checked(proposal, lambda name: checks.check_choice(name, RANK_METRICS, "ranking"))
+
+    @t.validate("steering")
+    def _valid_steering(self, proposal):
+        return self._checked(proposal, lambda entries: [self._with_range(checks.check_entry(self._binding, e))
+                                                        for e in entries])
+
+    # -- reactions ------------------------------------------------------------------
+    @t.observe("feature")
+    def _feature_changed(self, change):
+        if self._ready and change["old"] != change["new"]:
+            self.error = ""
+            self._show_feature()
+            self._generate()
+
+    @t.observe("token_class")
+    def _class_changed(self, change):
+        if self._ready and change["old"] != change["new"]:
+            with self.hold_sync():
+                self._guard(self._show_rankings)
+                self._guard(self._show_histogram)
+
+    @t.observe("rank_by")
+    def _rank_changed(self, change):
+        if self._ready and change["old"] != change["new"]:
+            self._guard(self._show_rankings)
+
+    @t.observe("search")
+    def _search_changed(self, change):
+        if self._ready and change["old"] != change["new"]:
+            self.search_results = data.search_features(
+                change["new"], self._lens.top_token_labels(), self._explanations)
+
+    @t.observe("scale", "steering", "prompt", "max_new_tokens", "temperature", "seed")
+    def _steering_changed(self, change):
+        if self._ready and change["old"] != change["new"]:
+            self.error = ""
+            self._generate()
+
+    def _on_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        kind = content.get("type") if isinstance(content, dict) else None
+        if kind == "ready":
+            self._live = True
+            if self.generation.get("status") != "done" or self._shown_key() != self._request().key:
+                self._generate()
+        elif kind == "regenerate":
+            self._results.pop(self._request().key, None)
+            self._generate()
+
+    def _on_busy(self, flag: bool) -> None:
+        self.busy = flag
+
+    def _guard(self, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except ValueError as error:
+            self.error = str(error)
+
+    # -- the feature's logit lens ---------------------------------------------------
+    def _show_feature(self) -> None:
+        f = self.feature
+        try:
+            info = self._lens.feature_info(f, self._explanations.get(f), self.token_class)
+            hist = self._lens.histogram(f, self.token_class, self._bins)
+        except ValueError as error:
+            self.error = str(error)
+            return
+        with self.hold_sync():
+            self.feature_info = info
+            self.histogram = hist
+            self.scale_range = checks.scale_range(self._lens.decoder_norm(f), self._lens.reference_norm(),
+                                                self._typical.get(f))
+
+    def _show_histogram(self) -> None:
+        self.histogram = self._lens.histogram(self.feature, self.token_class, self._bins)
+        self.feature_info = self._lens.feature_info(self.feature, self._explanations.get(self.feature),
+                                                    self.token_class)
+
+    def _with_range(self, entry: dict) -> dict:
+        f = entry["feature"]
+        rng = checks.scale_range(self._lens.decoder_norm(f), self._lens.reference_norm(), self._typical.get(f))
+        return {**entry, **rng}
+
+    # -- rankings (statistics of every feature: at once when small, else in the background)
+    def _start_stats(self) -> None:
+        if self._lens.stats_ready or self._lens.small:
+            self._lens.compute_stats()
+            self._show_rankings()
+            return
+
+        def job(ticket: Ticket) -> None:
+            def progress(done: int, total: int) -> None:
+                ticket.check()
+                ticket.publish(lambda: setattr(self, "stats_progress",
+                                               {"label": "feature statistics", "done": done, "total": total}))
+            try:
+                self._lens.compute_stats(progress=progress)
+            except Superseded:
+                raise
+            except Exception as error:  # shown in the widget; the rest keeps working
+                ticket.publish(lambda: setattr(self, "error", f"feature statistics failed: {error}"))
+                return
+            ticket.publish(self._finish_stats)
+
+        self._stats_runner.submit(job)
+
+    def _finish_stats(self) -> None:
+        with self.hold_sync():
+            self.stats_progress = {}
+            self._guard(self._show_rankings)
+            self.feature_info = self._lens.feature_info(self.feature, self._explanations.get(self.feature),
+                                                        self.token_class)
+            if self.search:
+                self.search_results = data.search_features(self.search, self._lens.top_token_labels(),
+                                                           self._explanations)
+
+    def _show_rankings(self) -> None:
+        """Rankings for the current class; a class's enrichment of every feature is computed
+        on first use (at once for small SAEs, else in the background)."""
+        lens, name = self._lens, self.token_class
+        if not lens.stats_ready:
+            return
+        if not lens.enrichment_ready(name):
+            if lens.small:
+                lens.enrichment_scores(name)
+            else:
+                self._start_enrichment(name)
+        self.rankings = lens.rankings(RANK_METRICS, name)
+
+    def _start_enrichment(self, name: str) -> None:
+        def job(ticket: Ticket) -> None:
+            ticket.publish(lambda: setattr(self, "stats_progress", {"label": f"enrichment of {name}"}))
+            try:
+                self._lens.enrichment_scores(name)
+            except Exception as error:
+                ticket.publish(lambda: setattr(self, "error", f"enrichment failed: {error}"))
+                return
+            ticket.publish(self._finish_stats)
+
+        self._stats_runner.submit(job)
+
+    # -- generations ----------------------------------------------------------------
+    def _request(self) -> SteerRequest:
+        return SteerRequest(
+            prompt=self.prompt,
+            features=steering_features(self.feature, self.scale, self.steering),
+            max_new_tokens=self.max_new_tokens,
+            temperature=float(self.temperature),
+            seed=self.seed,
+        )
+
+    def _shown_key(self) -> tuple | None:
+        g = self.generation
+        if not g:
+            return None
+        features = tuple((int(f), float(s)) for f, s in g.get("features", []))
+        return (g.get("prompt"), g.get("max_new_tokens"), g.get("temperature"), g.get("seed"), features)
+
+    def _generate(self, sync: bool | None = None) -> None:
+        request = self._request()
+        job = lambda ticket: self._generation_job(request, ticket)  # noqa: E731
+        if sync if sync is not None else not self._live:
+            self._runner.run_now(job)
+        else:
+            self._runner.submit(job)
+
+    def _generation_job(self, request: SteerRequest, ticket: Ticket) -> None:
+        cached = self._results.get(request.key)
+        if cached is not None:
+            self._results.move_to_end(request.key)
+            ticket.publish(lambda: self._set_generation({**cached, "id": ticket.id, "cached": True}, clear_error=True))
+            return
+        view = GenerationView(ticket.id, request)
+        baseline = self._baselines.get(request.baseline_key)
+        if baseline is not None:
+            view.baseline, view.baseline_done = baseline, True
+        ticket.publish(lambda: self._set_generation(view.to_json()))
+        decode = self._lens.token_string
+        start = time.perf_counter()
+
+        def on_step(step: Any) -> None:
+            ticket.check()
+            b, s = step.baseline_ids[0], step.steered_ids[0]
+            view.add_step(None if b is None else (decode(b), step.baseline_logprobs[0]),
+                          None if s is None else (decode(s), step.steered_logprobs[0]))
+            ticket.publish(lambda: self._set_generation(view.to_json()))
+
+        from ..analysis.steering import steer
+
+        try:
+            with model_lock(self._binding.model):
+                ticket.check()
+                result = steer(self._binding, prompt=request.prompt, features=request.feature_scales(),
+                               max_new_tokens=request.max_new_tokens, temperature=request.temperature,
+                               seed=request.seed, on_step=on_step, progress=False)
+        except Superseded:
+            raise
+        except Exception as error:  # shown in the widget, which stays usable
+            view.status = "error"
+            message = f"generation failed: {error}" if not isinstance(error, ValueError) else str(error)
+            ticket.publish(lambda: self._set_generation(view.to_json(), error=message))
+            return
+        view.baseline = side_from_ids(result.baseline_ids, result.baseline_logprobs, decode)
+        view.steered = side_from_ids(result.steered_ids, result.steered_logprobs, decode)
+        view.status, view.seconds = "done", time.perf_counter() - start
+        final = view.to_json()
+        _remember(self._baselines, request.baseline_key, view.baseline, 32)
+        _remember(self._results, request.key, final, 256)
+        ticket.publish(lambda: self._set_generation(final, clear_error=True))
+
+    def _set_generation(self, value: dict, error: str | None = None, clear_error: bool = False) -> None:
+        with self.hold_sync():
+            self.generation = value
+            if error is not None:
+                self.error = error
+            elif clear_error and self.error.startswith("generation failed"):
+                self.error = ""
+
+
+def _remember(cache: OrderedDict, key: tuple, value: Any, size: int) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > size:
+        cache.popitem(last=False)

@@ -1,0 +1,102 @@
+"""The explorer's generation request and its JSON form (the ``generation`` trait).
+
+A ``SteerRequest`` is a frozen snapshot of everything a steered generation
+depends on, taken when the request is made (so a job never reads traits that
+changed after it was submitted). ``GenerationView`` accumulates streamed tokens
+and renders the JSON the front end shows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class SteerRequest:
+    prompt: str
+    features: tuple[tuple[int, float], ...]  # (feature, scale), in display order
+    max_new_tokens: int
+    temperature: float
+    seed: int
+
+    @property
+    def baseline_key(self) -> tuple:
+        """What the baseline (unsteered) continuation depends on."""
+        return (self.prompt, self.max_new_tokens, self.temperature, self.seed)
+
+    @property
+    def key(self) -> tuple:
+        return (*self.baseline_key, self.features)
+
+    def feature_scales(self) -> dict[int, float]:
+        scales: dict[int, float] = {}
+        for feature, scale in self.features:
+            scales[feature] = scales.get(feature, 0.0) + scale
+        return scales
+
+
+def steering_features(feature: int, scale: float, entries: list[dict]) -> tuple[tuple[int, float], ...]:
+    """The (feature, scale) pairs to steer with: the kept entries, then the current feature
+    (whose slider wins over a kept entry for the same feature)."""
+    pairs = [(int(e["feature"]), float(e["scale"])) for e in entries if int(e["feature"]) != feature]
+    return (*pairs, (int(feature), float(scale)))
+
+
+@dataclass
+class Side:
+    """One continuation (baseline or steered) as tokens and log-probabilities."""
+
+    tokens: list[str] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+
+    def add(self, token: str, logprob: float | None) -> None:
+        self.tokens.append(token)
+        self.logprobs.append(None if logprob is None or not math.isfinite(logprob) else round(float(logprob), 4))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tokens": list(self.tokens), "logprobs": list(self.logprobs)}
+
+
+@dataclass
+class GenerationView:
+    """The ``generation`` trait of one request, built up step by step."""
+
+    request_id: int
+    request: SteerRequest
+    status: str = "running"
+    baseline: Side = field(default_factory=Side)
+    steered: Side = field(default_factory=Side)
+    baseline_done: bool = False
+    seconds: float | None = None
+
+    def add_step(self, baseline: tuple[str, float] | None, steered: tuple[str, float] | None) -> None:
+        if baseline is not None and not self.baseline_done:
+            self.baseline.add(*baseline)
+        if steered is not None:
+            self.steered.add(*steered)
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.request
+        out = {
+            "id": self.request_id,
+            "status": self.status,
+            "prompt": r.prompt,
+            "features": [[f, s] for f, s in r.features],
+            "max_new_tokens": r.max_new_tokens,
+            "temperature": r.temperature,
+            "seed": r.seed,
+            "baseline": self.baseline.to_json(),
+            "steered": self.steered.to_json(),
+        }
+        if self.seconds is not None:
+            out["seconds"] = round(self.seconds, 4)
+        return out
+
+
+def side_from_ids(ids: list[int], logprobs: list[float], decode: Callable[[int], str]) -> Side:
+    side = Side()
+    for token, logprob in zip(ids, logprobs):
+        side.add(decode(token), logprob)
+    return side

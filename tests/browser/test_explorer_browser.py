@@ -1,0 +1,165 @@
+"""FeatureExplorer in a real JupyterLab with a live kernel, driven through Chromium.
+
+One notebook session: render the explorer, pick a feature, change the token
+class, move the slider (the steered text changes, the baseline stays), check the
+Python side follows, push a change from Python, show an error and recover, and
+switch to the dark theme. Screenshots go to test-artifacts/. No request may
+leave 127.0.0.1 (the bundle carries vega; nothing comes from a CDN).
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlparse
+
+import pytest
+
+from lab_page import open_notebook, run_cell
+
+pytestmark = pytest.mark.browser
+
+GEN = ".sw-generation"
+TIMEOUT = 90_000
+
+
+def _organism_available() -> bool:
+    try:
+        import saewidgets as sw
+
+        sw.organism()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="module")
+def setup_code(tmp_path_factory) -> str:
+    """Code that loads the model and SAE in the kernel: the organism when it is there,
+    else a tiny random GPT-2 and SAE saved to disk."""
+    if _organism_available():
+        return "model, sae = sw.organism()\nFEATURE = 1"
+    import saewidgets as sw
+    from tiny_models import random_sae, tiny_hf_model
+
+    root = tmp_path_factory.mktemp("tiny")
+    hf, tok = tiny_hf_model("gpt2", d_model=32, n_layers=3)
+    hf.save_pretrained(root / "model")
+    tok.save_pretrained(root / "model")
+    sw.save_sae(random_sae(32, 64, layer=1), root / "sae")
+    return f"model = sw.load_model({str(root / 'model')!r})\nsae = sw.load_sae({str(root / 'sae')!r})\nFEATURE = 5"
+
+
+def _generation(page):
+    return page.evaluate(
+        """() => {
+            const g = document.querySelector('.sw-generation');
+            const text = (role) => [...g.querySelectorAll(`[data-role=${role}] .sw-tok`)].map(s => s.textContent).join('');
+            return {status: g.dataset.status, request: g.dataset.request,
+                    baseline: text('baseline'), steered: text('steered')};
+        }"""
+    )
+
+
+def _wait_done_after(page, request: str, timeout: float = TIMEOUT) -> dict:
+    page.wait_for_function(
+        """(old) => {
+            const g = document.querySelector('.sw-generation');
+            return g && g.dataset.status === 'done' && g.dataset.request !== old;
+        }""",
+        arg=request,
+        timeout=timeout,
+    )
+    return _generation(page)
+
+
+def test_explorer_live_in_jupyterlab(lab, browser, artifacts, setup_code):
+    lab.write_notebook("explorer.ipynb", [
+        "import saewidgets as sw\n" + setup_code + "\n"
+        "ex = sw.FeatureExplorer(model, sae, feature=0, prompt='The quick brown', max_new_tokens=12)\nex",
+        "print('STATE', ex.feature, ex.token_class, round(ex.scale, 6), ex.generation['status'])",
+        "ex.feature = 2",
+    ])
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    page = context.new_page()
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if urlparse(r.url).hostname not in ("127.0.0.1", None) and not r.url.startswith(("data:", "blob:")) else None)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        open_notebook(page, lab.notebook_url("explorer.ipynb"), timeout=TIMEOUT)
+        run_cell(page, 0, timeout=TIMEOUT)
+        page.wait_for_selector(".sw-explorer", timeout=TIMEOUT)
+        page.wait_for_selector(f"{GEN}[data-status=done]", timeout=TIMEOUT)
+        page.wait_for_selector(".sw-chart svg", timeout=TIMEOUT)
+        first = _generation(page)
+        assert first["baseline"] and first["steered"] == first["baseline"]  # scale 0
+
+        # pick a feature by index (Enter in the index box)
+        feature = int(re.search(r"FEATURE = (\d+)", setup_code).group(1))
+        index = page.locator(".sw-index")
+        index.fill(str(feature))
+        index.press("Enter")
+        page.wait_for_function("(f) => document.querySelector('.sw-title').textContent === `Feature ${f}`",
+                               arg=feature, timeout=TIMEOUT)
+        page.wait_for_selector(f".sw-chart[data-feature='{feature}'] svg", timeout=TIMEOUT)
+
+        # change the token class
+        select = page.locator(".sw-histogram select")
+        select.select_option("case")
+        page.wait_for_selector(".sw-chart[data-token-class='case'] svg", timeout=TIMEOUT)
+        legend = page.locator(".sw-chart svg").text_content()
+        assert "lower" in legend or "capitalised" in legend
+
+        # move the slider with the keyboard: End = the top of the range
+        before = _generation(page)
+        slider = page.locator(".sw-scale-row .sw-slider")
+        slider.focus()
+        slider.press("End")
+        moved = _wait_done_after(page, before["request"])
+        assert moved["baseline"] == first["baseline"]
+        assert moved["steered"] != moved["baseline"], moved
+        page.wait_for_selector(".sw-steered .sw-diff")
+        page.screenshot(path=str(artifacts / "explorer-light.png"), full_page=True)
+
+        # the Python side followed the view
+        out = run_cell(page, 1, timeout=TIMEOUT)
+        state = re.search(r"STATE (\d+) (\S+) (\S+) (\w+)", out)
+        assert state, out
+        assert int(state.group(1)) == feature and state.group(2) == "case" and float(state.group(3)) > 0
+
+        # ... and the view follows Python
+        run_cell(page, 2, timeout=TIMEOUT)
+        page.wait_for_function("() => document.querySelector('.sw-title').textContent === 'Feature 2'",
+                               timeout=TIMEOUT)
+        assert page.locator(".sw-index").input_value() == "2"
+
+        # a bad feature index: the error shows in the widget, the previous state stays
+        index.fill("99999")
+        index.press("Enter")
+        banner = page.locator(".sw-error")
+        banner.wait_for(state="visible", timeout=TIMEOUT)
+        assert "out of range" in banner.inner_text()
+        page.wait_for_function("() => document.querySelector('.sw-index').value === '2'", timeout=TIMEOUT)
+        page.locator(".sw-error button").click()
+        banner.wait_for(state="hidden", timeout=TIMEOUT)
+
+        # still live after the error: back to scale 0 regenerates the baseline text
+        before = _generation(page)
+        page.locator(".sw-scale-row button[title='scale 0']").click()
+        back = _wait_done_after(page, before["request"])
+        assert back["steered"] == back["baseline"] == first["baseline"]
+
+        # dark theme
+        page.locator(".lm-MenuBar-item", has_text="Settings").click()
+        page.locator(".lm-Menu-item", has_text=re.compile(r"^Theme$")).hover()
+        page.locator(".lm-Menu-item", has_text=re.compile(r"^JupyterLab Dark$")).click()
+        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=TIMEOUT)
+        page.wait_for_timeout(500)
+        background = page.evaluate("() => getComputedStyle(document.querySelector('.sw-root')).backgroundColor")
+        assert background not in ("rgb(255, 255, 255)", "rgba(0, 0, 0, 0)")
+        page.locator(".sw-explorer").screenshot(path=str(artifacts / "explorer-dark.png"))
+    finally:
+        page.screenshot(path=str(artifacts / "explorer-last.png"), full_page=True)
+        context.close()
+    assert not outside, f"requests left the machine: {outside[:5]}"
+    assert not [e for e in errors if "saewidgets" in e or "sw-" in e], errors

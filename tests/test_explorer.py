@@ -1,0 +1,337 @@
+"""FeatureExplorer on the Python side: traits, the live loop (debounce, staleness), errors."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import pytest
+
+from saewidgets.widgets.live import LatestRequestRunner, Superseded, model_lock
+
+
+# -- the live runner -------------------------------------------------------------------
+
+def test_runner_debounces_a_burst_into_the_last_request():
+    runner = LatestRequestRunner(debounce=0.1)
+    ran = []
+    for i in range(5):
+        runner.submit(lambda ticket, i=i: ran.append(i))
+    assert runner.wait(5)
+    assert ran == [4]
+    runner.close()
+
+
+def test_runner_stops_a_superseded_job_and_never_publishes_it():
+    runner = LatestRequestRunner(debounce=0.0)
+    shown: list[int] = []
+    started = threading.Event()
+
+    def slow(ticket):
+        started.set()
+        for _ in range(200):  # a long generation, checking between steps
+            time.sleep(0.005)
+            ticket.check()
+        ticket.publish(lambda: shown.append(1))
+
+    runner.submit(slow)
+    assert started.wait(5)
+    runner.submit(lambda ticket: ticket.publish(lambda: shown.append(2)))
+    assert runner.wait(5)
+    assert shown == [2]
+    runner.close()
+
+
+def test_publish_is_refused_once_a_newer_request_exists():
+    runner = LatestRequestRunner(debounce=0.0)
+    tickets = []
+    runner.submit(lambda ticket: tickets.append(ticket))
+    assert runner.wait(5)
+    old = tickets[0]
+    assert old.current and old.publish(lambda: None)
+    runner.submit(lambda ticket: None)
+    assert not old.current
+    assert old.publish(lambda: pytest.fail("a stale result was published")) is False
+    with pytest.raises(Superseded):
+        old.check()
+    runner.close()
+
+
+def test_results_land_in_request_order_under_rapid_submissions():
+    runner = LatestRequestRunner(debounce=0.0)
+    shown: list[int] = []
+    lock = threading.Lock()
+
+    def job(ticket):
+        for _ in range(3):
+            time.sleep(0.002)
+            ticket.check()
+        ticket.publish(lambda: shown.append(ticket.id))
+
+    last = None
+    for _ in range(30):
+        last = runner.submit(job)
+        time.sleep(0.003)
+    assert runner.wait(10)
+    with lock:
+        assert shown == sorted(shown)
+        assert shown[-1] == last.id
+    runner.close()
+
+
+def test_busy_goes_up_and_down_and_failures_keep_the_worker_alive():
+    flags = []
+    runner = LatestRequestRunner(debounce=0.0, on_busy=flags.append)
+    runner.submit(lambda ticket: 1 / 0)
+    assert runner.wait(5)
+    done = []
+    runner.submit(lambda ticket: done.append(True))
+    assert runner.wait(5)
+    assert done == [True]
+    assert flags[0] is True and flags[-1] is False and not runner.busy
+    runner.close()
+
+
+def test_run_now_supersedes_pending_work():
+    runner = LatestRequestRunner(debounce=0.5)
+    ran = []
+    runner.submit(lambda ticket: ran.append("queued"))
+    runner.run_now(lambda ticket: ran.append("now"))
+    assert runner.wait(5)
+    assert ran == ["now"]
+    runner.close()
+
+
+def test_model_lock_is_one_per_model():
+    a, b = object.__new__(type("M", (), {})), object.__new__(type("M", (), {}))
+    assert model_lock(a) is model_lock(a)
+    assert model_lock(a) is not model_lock(b)
+
+
+# -- the widget ---------------------------------------------------------------------------
+
+import saewidgets as sw  # noqa: E402
+from tiny_models import random_sae, tiny_model  # noqa: E402
+
+PROMPT = "The quick brown"
+
+
+@pytest.fixture(scope="module")
+def pair():
+    model = tiny_model("gpt2")
+    return model, random_sae(32, 64, layer=1)
+
+
+@pytest.fixture
+def explorer(pair):
+    model, sae = pair
+    ex = sw.FeatureExplorer(model, sae, feature=3, prompt=PROMPT, max_new_tokens=6, debounce=0.02)
+    yield ex
+    ex.close()
+
+
+def go_live(ex):
+    """What the view does when it renders: say it is showing."""
+    ex._handle_custom_msg({"type": "ready"}, [])
+
+
+def steered_tokens(ex):
+    return ex.generation["steered"]["tokens"]
+
+
+def direct(pair, features, n=6):
+    model, sae = pair
+    result = sw.steer(model, sae, PROMPT, features=features, max_new_tokens=n, progress=False)
+    return result
+
+
+def test_initial_state_is_complete(explorer, pair):
+    ex = explorer
+    assert ex.n_features == 64 and ex.feature == 3 and ex._kind == "explorer"
+    info = ex.feature_info
+    assert info["feature"] == 3 and len(info["top_positive"]) == 10 and len(info["top_negative"]) == 10
+    assert info["top_positive"][0][1] >= info["top_positive"][-1][1] > info["top_negative"][0][1]
+    assert set(info["stats"]) >= {"std", "skew", "kurtosis", "decoder norm"}
+    hist = ex.histogram
+    assert hist["feature"] == 3 and hist["class"] == ex.token_class == "starts_with_space"
+    assert sum(sum(s["counts"]) for s in hist["series"]) == pair[0]._module.config.vocab_size
+    assert len(hist["edges"]) == 61
+    assert set(ex.rankings) == {"skew", "kurtosis", "std", "enrichment"}
+    skews = [v for _, v, _ in ex.rankings["skew"]]
+    assert skews == sorted(skews, reverse=True)
+    assert ex.scale_range["max"] > 0 and 0 < ex.scale_range["linear"] < ex.scale_range["max"]
+    gen = ex.generation
+    assert gen["status"] == "done" and gen["features"] == [[3, 0.0]]
+    assert gen["steered"]["tokens"] == gen["baseline"]["tokens"] and len(gen["baseline"]["tokens"]) == 6
+    assert not ex.busy and ex.error == ""
+
+
+def test_python_changes_update_the_state_and_match_steer(explorer, pair):
+    ex = explorer
+    ex.scale = 4.0  # no view yet: generates at once
+    expected = direct(pair, {3: 4.0})
+    assert ex.generation["features"] == [[3, 4.0]]
+    assert "".join(steered_tokens(ex)) == expected.steered
+    assert "".join(ex.generation["baseline"]["tokens"]) == expected.baseline
+    assert ex.generation["steered"]["logprobs"] == pytest.approx(expected.steered_logprobs, abs=1e-3)
+    ex.feature = 7
+    assert ex.feature_info["feature"] == 7 and ex.histogram["feature"] == 7
+    assert ex.generation["features"] == [[7, 4.0]]
+
+
+def test_view_updates_reach_python(explorer):
+    ex = explorer
+    go_live(ex)
+    ex.set_state({"feature": 9, "token_class": "case", "scale": 2.5, "prompt": "Hello World"})
+    assert ex.wait(30)
+    assert ex.feature == 9 and ex.token_class == "case"
+    assert [s["name"] for s in ex.histogram["series"]][:2] == ["capitalised", "lower"]
+    gen = ex.generation
+    assert gen["prompt"] == "Hello World" and gen["features"] == [[9, 2.5]] and gen["status"] == "done"
+
+
+def test_live_burst_shows_only_the_last_request_in_order(explorer, pair):
+    ex = explorer
+    go_live(ex)
+    assert ex.wait(30)
+    seen = []
+    ex.observe(lambda change: seen.append(dict(change["new"])), "generation")
+    scales = [0.5, 1.0, 2.0, 3.0, 6.0]
+    for scale in scales:
+        ex.set_state({"scale": scale})
+    assert ex.wait(30)
+    ids = [g["id"] for g in seen]
+    assert ids == sorted(ids), "a result from an older request landed after a newer one"
+    final = ex.generation
+    assert final["status"] == "done" and final["features"] == [[3, 6.0]]
+    assert "".join(steered_tokens(ex)) == direct(pair, {3: 6.0}).steered
+    done = [g for g in seen if g["status"] == "done"]
+    assert len(done) < len(scales), "the burst was not debounced"
+
+
+def test_stale_generation_is_cancelled_mid_stream(explorer):
+    ex = explorer
+    go_live(ex)
+    assert ex.wait(30)
+    ex.max_new_tokens = 60  # a long generation to interrupt
+    started = threading.Event()
+    ex.observe(lambda change: started.set() if change["new"].get("status") == "running" else None, "generation")
+    ex.scale = 5.0
+    assert started.wait(30)
+    first = ex.generation["id"]
+    ex.max_new_tokens = 5
+    assert ex.wait(60)
+    final = ex.generation
+    assert final["id"] > first and final["max_new_tokens"] == 5 and len(final["steered"]["tokens"]) == 5
+
+
+def test_bad_inputs_report_in_the_widget_and_keep_the_state(explorer):
+    ex = explorer
+    before = dict(ex.generation)
+    ex.feature = 64
+    assert "out of range" in ex.error and ex.feature == 3
+    ex.set_state({"feature": 1000})  # the same, coming from the view
+    assert ex.feature == 3 and "1000" in ex.error
+    ex.scale = math.nan
+    assert ex.scale == 0.0 and "finite" in ex.error
+    ex.prompt = "   "
+    assert ex.prompt == PROMPT and "empty" in ex.error
+    ex.max_new_tokens = 0
+    assert ex.max_new_tokens == 6 and "number of tokens" in ex.error
+    ex.temperature = -1.0
+    assert ex.temperature == 0.0 and "temperature" in ex.error
+    ex.token_class = "no such class"
+    assert ex.token_class == "starts_with_space" and "unknown token class" in ex.error
+    ex.steering = [{"feature": 99, "scale": 1.0}]
+    assert ex.steering == [] and "out of range" in ex.error
+    assert ex.generation == before  # nothing regenerated
+    ex.scale = 1.0  # a valid change clears the error and works
+    assert ex.error == "" and ex.generation["features"] == [[3, 1.0]]
+
+
+def test_a_failing_generation_shows_an_error_and_the_widget_recovers(explorer):
+    ex = explorer
+    go_live(ex)
+    ex.max_new_tokens = 200  # the tiny GPT-2 has 128 positions: generation fails in the model
+    assert ex.wait(60)
+    assert ex.error.startswith("generation failed") and ex.generation["status"] == "error"
+    assert not ex.busy
+    ex.max_new_tokens = 4
+    assert ex.wait(60)
+    assert ex.error == "" and ex.generation["status"] == "done" and len(steered_tokens(ex)) == 4
+
+
+def test_several_features_steer_together(explorer, pair):
+    ex = explorer
+    ex.steering = [{"feature": 10, "scale": 3.0}]
+    assert ex.steering[0]["feature"] == 10 and ex.steering[0]["max"] > 0  # range added
+    ex.scale = 2.0
+    gen = ex.generation
+    assert gen["features"] == [[10, 3.0], [3, 2.0]]
+    assert "".join(steered_tokens(ex)) == direct(pair, {10: 3.0, 3: 2.0}).steered
+
+
+def test_user_classes_explanations_and_search(pair):
+    model, sae = pair
+    explanations = {4: "colour words like red and green", 11: "numbers"}
+    ex = sw.FeatureExplorer(model, sae, feature=4, prompt=PROMPT, max_new_tokens=2,
+                            classes={"animals": ["fox", "dog", "cats"]}, explanations=explanations)
+    try:
+        assert ex.class_names[0] == "animals" and ex.token_class == "animals"
+        assert [s["name"] for s in ex.histogram["series"]] == ["animals", "not animals"]
+        assert ex.feature_info["explanation"] == explanations[4]
+        assert "enrichment: animals" in ex.feature_info["stats"]
+        ex.add_class("years", regex=r"^\s?(19|20)\d\d$")
+        assert ex.token_class == "years" and ex.histogram["class"] == "years"
+        ex.search = "colour"
+        assert ex.search_results[0] == [4, explanations[4]]
+        top = ex.feature_info["top_positive"][0][0].strip()
+        ex.search = top
+        assert 4 in [f for f, _ in ex.search_results]
+        with pytest.raises(ValueError, match="exactly one"):
+            ex.add_class("bad")
+    finally:
+        ex.close()
+
+
+def test_explanations_from_a_dataframe(pair):
+    import pandas as pd
+
+    model, sae = pair
+    frame = pd.DataFrame({"feature": [1, 2], "description": ["first", "second"]})
+    ex = sw.FeatureExplorer(model, sae, feature=2, prompt=PROMPT, max_new_tokens=2, explanations=frame)
+    try:
+        assert ex.feature_info["explanation"] == "second"
+    finally:
+        ex.close()
+
+
+def test_constructor_rejects_bad_arguments(pair):
+    model, sae = pair
+    with pytest.raises(ValueError, match="out of range"):
+        sw.FeatureExplorer(model, sae, feature=64)
+    with pytest.raises(ValueError, match="empty"):
+        sw.FeatureExplorer(model, sae, prompt="")
+    with pytest.raises(ValueError, match="finite"):
+        sw.FeatureExplorer(model, sae, scale=math.inf)
+    with pytest.raises(ValueError, match="unknown token class"):
+        sw.FeatureExplorer(model, sae, token_class="nope")
+    with pytest.raises(ValueError, match="explanation"):
+        sw.FeatureExplorer(model, sae, explanations={999: "x"})
+
+
+def test_slider_range_follows_decoder_norm_and_typical_activation(pair):
+    from saewidgets.widgets.explorer_checks import nice_ceiling, scale_range
+
+    assert scale_range(1.0, 10.0, None) == {"max": 50.0, "linear": 0.5}  # 4 x 10 -> nice 50
+    assert scale_range(2.0, 10.0, None)["max"] == 20.0  # a longer decoder row needs less scale
+    assert scale_range(1.0, 10.0, 30.0)["max"] == 100.0  # nice_ceiling(2 x typical)
+    assert [nice_ceiling(v) for v in (0.7, 1.0, 3.3, 240)] == [1.0, 1.0, 5.0, 250.0]
+    model, sae = pair
+    ex = sw.FeatureExplorer(model, sae, feature=1, prompt=PROMPT, max_new_tokens=2,
+                            typical_activation={1: 3.0})
+    try:
+        assert ex.scale_range == {"max": 10.0, "linear": 0.1}
+    finally:
+        ex.close()
