@@ -365,3 +365,18 @@ def test_chart_marks_chosen_and_current_scale(model, sae):
         self_explanation_chart(df)
     with pytest.raises(ValueError, match="not a self_explain"):
         self_explanation_chart(df.drop(columns=["composite"]), feature=1)
+
+
+def test_best_explanations_and_lookup_by_scale(model, sae):
+    from saewidgets.analysis.self_explain import best_explanations, explanation_at
+
+    df = self_explain(model, sae, features=[1, 2], **FAST)
+    one = df[df["feature"] == 2]
+    assert explanation_at(df, 1.9, feature=2)["scale"] == 2.0
+    assert explanation_at(one, -5)["scale"] == 0.0
+    best = best_explanations(df, feature=2)
+    ranked = one.sort_values("composite", ascending=False, kind="stable")["explanation"]
+    assert best and best[0] == ranked.iloc[0] and len(set(best)) == len(best) <= 3
+    assert df.attrs["best_explanations"][2] == best
+    with pytest.raises(ValueError, match="pick one"):
+        explanation_at(df, 1.0)

@@ -27,7 +27,8 @@ from .self_explain_prompts import DEFAULT_PLACEHOLDER, SelfExplainPrompt, build_
 DEFAULT_MAX_NEW_TOKENS = 16
 DEFAULT_BATCH_SIZE = 256
 
-__all__ = ["self_explain", "self_explanation_chart"]
+__all__ = ["self_explain", "self_explanation_chart", "explanation_at", "best_explanations"]
+N_BEST = 3
 
 
 def self_explain(
@@ -72,8 +73,9 @@ def self_explain(
       0.6 * minmax(CE)`` over eligible scales (NaN for the others), ``chosen`` (the scale
       with the highest M) and ``failed`` (max self-similarity below ``failure_threshold``).
 
-    ``df.attrs``: ``chosen_scale``, ``chosen_explanation`` and ``failed`` (a value for one
-    feature, a dict ``feature -> value`` for several), plus ``layer``, ``probe_layer``,
+    ``df.attrs``: ``chosen_scale``, ``chosen_explanation``, ``failed`` and
+    ``best_explanations`` (the 3 distinct explanations with the best composite) (a value
+    for one feature, a dict ``feature -> value`` for several), plus ``layer``, ``probe_layer``,
     ``prompt``, ``positions``, ``reference_norm``, ``min_scale``, ``baseline_explanation``.
 
     Parameters:
@@ -344,7 +346,7 @@ def _entry(item: _Item, rows: dict[int, tuple], refs: _References) -> dict:
 # -- assembling ---------------------------------------------------------------------------
 def _assemble(setup: _Setup, prompt: SelfExplainPrompt, items: list[_Item], reference_norm: float,
               failure_threshold: float) -> pd.DataFrame:
-    frames, chosen_scale, chosen_text, failed = [], {}, {}, {}
+    frames, chosen_scale, chosen_text, failed, best_texts = [], {}, {}, {}, {}
     for item in items:
         entry = item.entry
         scales = np.asarray(entry["scales"], dtype=float)
@@ -370,6 +372,7 @@ def _assemble(setup: _Setup, prompt: SelfExplainPrompt, items: list[_Item], refe
             "chosen": np.arange(len(scales)) == best,
             "failed": is_failed,
         }))
+        best_texts[item.label] = _best_texts(score, explanations)
         chosen_scale[item.label] = float(scales[best])
         chosen_text[item.label] = explanations[best]
         failed[item.label] = is_failed
@@ -383,6 +386,7 @@ def _assemble(setup: _Setup, prompt: SelfExplainPrompt, items: list[_Item], refe
         chosen_scale=pick(chosen_scale),
         chosen_explanation=pick(chosen_text),
         failed=pick(failed),
+        best_explanations=pick(best_texts),
         layer=setup.layer,
         probe_layer=setup.probe_layer,
         prompt=prompt.text,
@@ -392,6 +396,43 @@ def _assemble(setup: _Setup, prompt: SelfExplainPrompt, items: list[_Item], refe
         baseline_explanation=cut_explanation(items[0].entry["baseline_generated"], prompt.stop),
     )
     return df
+
+
+def _best_texts(score: np.ndarray, explanations: list[str], n: int = N_BEST) -> list[str]:
+    """The ``n`` distinct non-empty explanations with the highest composite score."""
+    out: list[str] = []
+    for i in np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable"):
+        if np.isnan(score[i]):
+            break
+        if explanations[i] and explanations[i] not in out:
+            out.append(explanations[i])
+        if len(out) == n:
+            break
+    return out
+
+
+def best_explanations(df: pd.DataFrame, n: int = N_BEST, feature: Any = None) -> list[str]:
+    """The ``n`` distinct explanations with the highest composite score (of ``feature`` if
+    ``df`` holds several)."""
+    df = _one_feature(df, feature)
+    return _best_texts(df["composite"].to_numpy(dtype=float), df["explanation"].tolist(), n)
+
+
+def explanation_at(df: pd.DataFrame, scale: float, feature: Any = None) -> pd.Series:
+    """The row of ``df`` whose scale is nearest to ``scale`` (e.g. a slider's value)."""
+    df = _one_feature(df, feature)
+    return df.iloc[int(np.argmin(np.abs(df["scale"].to_numpy(dtype=float) - float(scale))))]
+
+
+def _one_feature(df: pd.DataFrame, feature: Any) -> pd.DataFrame:
+    labels = list(dict.fromkeys(df["feature"]))
+    if feature is None:
+        if len(labels) > 1:
+            raise ValueError(f"the DataFrame holds {len(labels)} features; pick one with feature=... ({labels})")
+        return df
+    if feature not in labels:
+        raise ValueError(f"feature {feature!r} is not in the DataFrame (it has {labels})")
+    return df[df["feature"] == feature]
 
 
 def self_explanation_chart(df: pd.DataFrame, current_scale: float | None = None, feature: Any = None):
