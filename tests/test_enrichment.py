@@ -120,6 +120,23 @@ def test_heavy_ties_are_scored_tie_aware(data):
     assert (p[1] == 1).all()
 
 
+def test_a_few_exact_ties_count_as_one_step(data):
+    weights, sets = data
+    tied = weights[:6].copy()
+    for row in range(6):  # give some members the weight of a non-member next to them, and vice versa
+        for token in (0, 5, 120, 2000, 2999):
+            tied[row, token] = tied[row, token + 1]
+    scores = rank_scores(tied, sets)
+    for row in range(6):
+        for col, ids in enumerate(sets):
+            assert scores.es[row, col] == pytest.approx(tie_aware_reference(tied[row], ids), abs=1e-12)
+            member = np.zeros(tied.shape[1], bool)
+            member[ids] = True
+            ref = mannwhitneyu(tied[row, member], tied[row, ~member], method="asymptotic")
+            assert scores.u[row, col] == pytest.approx(ref.statistic, abs=1e-6)
+    assert (scores.tie_term == 5 * 6).all()  # five pairs: 2^3 - 2 each
+
+
 def test_large_vocabulary_uses_wide_ranks():
     rng = np.random.default_rng(1)
     weights = rng.standard_normal((2, 70001)).astype(np.float32)

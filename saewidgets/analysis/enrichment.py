@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from .logit_core import auto_chunk, feature_spec, iter_weights, resolve, unembedding
-from .logit_ranks import RankScores, benjamini_hochberg, mann_whitney_p, rank_scores
+from .logit_ranks import RankScores, benjamini_hochberg, mann_whitney_p, rank_scores, smaller_sides
 from .token_classes import TokenClasses, token_classes
 
 # The reference's built-in token sets that exist for every tokenizer.
@@ -57,9 +57,10 @@ def enrichment(
                   continuity corrections (as scipy.stats.mannwhitneyu "asymptotic");
                   log10_p stays finite where p underflows
       q_value     Benjamini-Hochberg across every row of this table
-    Exact float ties are ordered by token id (features with many ties are scored
-    tie-aware, see ``logit_ranks``). The weights stream in chunks; the GPU is used
-    when the model is there. ``cosine``/``fold_norm`` as in ``sw.logit_weights``.
+    Exact ties between weights count as one step of the walk (and mid-ranks for U),
+    so no tie order is assumed (see ``logit_ranks``). The weights stream in chunks
+    (matmul on the model's device, ranks on the CPU, ``workers`` threads);
+    ``cosine``/``fold_norm`` as in ``sw.logit_weights``.
     """
     binding, (features, sets) = resolve(model, sae, features, sets)
     spec = feature_spec(binding, features)
@@ -67,6 +68,7 @@ def enrichment(
     vocab = lens.vocab_size
     names, members = _token_sets(binding, sets, vocab)
     sizes = np.array([ids.size for ids in members], dtype=np.float64)
+    sides = smaller_sides(members, vocab)
     chunk = auto_chunk(vocab, len(spec), chunk_size)
     workers = max(1, int(workers or min(4, torch.get_num_threads())))
     scores = RankScores(np.zeros((len(spec), len(names))), np.zeros((len(spec), len(names))), np.zeros(len(spec)))
@@ -74,7 +76,7 @@ def enrichment(
         for rows, weights in iter_weights(binding, spec, lens, chunk, progress=progress, desc="enrichment"):
             block = weights.cpu().numpy()
             parts = np.array_split(np.arange(block.shape[0]), min(workers, block.shape[0]))
-            for part, result in zip(parts, pool.map(lambda p: rank_scores(block[p], members), parts)):
+            for part, result in zip(parts, pool.map(lambda p: rank_scores(block[p], members, sides=sides), parts)):
                 target = np.arange(rows.start, rows.stop)[part]
                 scores.es[target], scores.u[target], scores.tie_term[target] = result.es, result.u, result.tie_term
     return enrichment_table(spec.ids, names, sizes, vocab, scores)

@@ -43,12 +43,11 @@ import torch
 from .logit_core import auto_chunk, feature_spec, iter_weights, resolve, unembedding
 from .token_strings import tokenizer_strings
 
-# Kind thresholds (plain kurtosis). Random Gaussian decoder rows give skew within about
-# +-0.5 and kurtosis 2.5-4.5 on the unembeddings we measured (see benchmarks/README.md).
+# Kind thresholds (plain kurtosis; bimodality = (skew^2 + 1) / kurtosis). Random Gaussian decoder
+# rows stay near skew 0, kurtosis 3, bimodality 1/3 (measured in benchmarks/README.md).
 PREDICTION_SKEW = 2.0  # |skew| at least this, with
-HEAVY_KURTOSIS = 6.0  # kurtosis at least this: a heavy one-sided tail
-PARTITION_BIMODALITY = 5 / 9  # Sarle's bimodality coefficient (skew^2 + 1) / kurtosis above a uniform's
-PARTITION_MAX_SKEW = 1.0  # ... with two comparable groups
+HEAVY_KURTOSIS = 6.0  # kurtosis at least this: a small group of tokens far out on one side
+PARTITION_BIMODALITY = 5 / 9  # Sarle's coefficient above a uniform's: two separated groups
 
 
 def logit_weights(
@@ -101,13 +100,17 @@ def logit_stats(
     (``top_tokens``, ``top_values``, ``top_ids``, ``bottom_*``).
 
     ``kind`` (checked in this order; thresholds are module constants):
-      prediction   skew >= 2 and kurtosis >= 6: a heavy positive tail, a small set
-                   of tokens strongly promoted
+      prediction   skew >= 2 and kurtosis >= 6: a small group of tokens (a few %
+                   at most) strongly promoted, far from the rest
       suppression  skew <= -2 and kurtosis >= 6: the same, suppressed
-      partition    bimodality >= 5/9 and |skew| < 1: two comparable groups pushed
-                   apart (e.g. tokens with and without a leading space)
+      partition    bimodality >= 5/9 (above a uniform distribution's): the vocabulary
+                   splits into two separated groups, one promoted and one suppressed
+                   (e.g. tokens with and without a leading space); for two Gaussian
+                   groups that means about 3.5+ standard deviations apart, for
+                   splits from 50/50 to about 90/10
       none         otherwise (including features with constant weights)
-    Random Gaussian decoder rows stay far from every threshold (benchmarks/README.md).
+    Random Gaussian decoder rows stay near skew 0, kurtosis 3, bimodality 1/3, far
+    from every threshold (see benchmarks/README.md for the measured baselines).
 
     Streams over features in chunks (never d_sae x vocab at once), with a
     progress bar; computes on the model's device unless ``device`` is given.
@@ -124,13 +127,14 @@ def logit_stats(
     top_v, top_i = np.zeros((n, k), np.float32), np.zeros((n, k), np.int64)
     bot_v, bot_i = np.zeros((n, k), np.float32), np.zeros((n, k), np.int64)
     chunk = auto_chunk(vocab, n, chunk_size)
+    scratch = torch.empty(chunk, vocab, device=lens.device)
     for rows, weights in iter_weights(binding, spec, lens, chunk, progress=progress, desc="logit stats"):
         if k:
             values, ids = weights.topk(k, dim=1)
             top_v[rows], top_i[rows] = values.cpu().numpy(), ids.cpu().numpy()
             values, ids = weights.topk(k, dim=1, largest=False)
             bot_v[rows], bot_i[rows] = values.cpu().numpy(), ids.cpu().numpy()
-        moments[rows] = _moments(weights).cpu().numpy()
+        moments[rows] = _moments(weights, scratch).cpu().numpy()
     mean, std, skew, kurtosis = moments.T
     strings = _strings(binding, vocab)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -162,27 +166,28 @@ def feature_kinds(skew: np.ndarray, kurtosis: np.ndarray) -> np.ndarray:
         bimodality = (skew**2 + 1) / kurtosis
         heavy = kurtosis >= HEAVY_KURTOSIS
         kinds = np.full(skew.shape, "none", dtype=object)
-        kinds[(abs(skew) < PARTITION_MAX_SKEW) & (bimodality >= PARTITION_BIMODALITY)] = "partition"
+        kinds[bimodality >= PARTITION_BIMODALITY] = "partition"
         kinds[heavy & (skew <= -PREDICTION_SKEW)] = "suppression"
         kinds[heavy & (skew >= PREDICTION_SKEW)] = "prediction"
     return kinds
 
 
-def _moments(weights: torch.Tensor) -> torch.Tensor:
+def _moments(weights: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
     """Rows of (mean, std, skew, kurtosis): population moments, plain kurtosis.
-    Centres ``weights`` in place (they are not used afterwards)."""
-    vocab = weights.shape[1]
+    Centres ``weights`` in place (they are not used afterwards); ``scratch``, a buffer
+    at least as large, is reused for the squares (fresh pages cost as much as the math)."""
+    rows, vocab = weights.shape
     mean = weights.mean(dim=1, keepdim=True)
     centred = weights.sub_(mean)
-    square = centred.square()
-    rowdot = lambda a, b: torch.einsum("ij,ij->i", a, b)  # noqa: E731  (a BLAS dot per row, no temporaries)
-    m2 = square.sum(dim=1) / vocab
-    m3 = rowdot(square, centred) / vocab
-    m4 = rowdot(square, square) / vocab
-    m2 = m2.double()
+    if scratch is None or scratch.numel() < centred.numel() or scratch.device != centred.device:
+        scratch = torch.empty_like(centred)
+    square = torch.mul(centred, centred, out=scratch.view(-1)[: centred.numel()].view(rows, vocab))
+    m2 = square.sum(dim=1).double() / vocab
+    m3 = torch.einsum("ij,ij->i", square, centred).double() / vocab  # a BLAS dot per row
+    m4 = torch.einsum("ij,ij->i", square, square).double() / vocab
     std = m2.sqrt()
-    skew = m3.double() / m2.pow(1.5)
-    kurtosis = m4.double() / m2.square()
+    skew = m3 / m2.pow(1.5)
+    kurtosis = m4 / m2.square()
     return torch.stack([mean[:, 0].double(), std, skew, kurtosis], dim=1)
 
 

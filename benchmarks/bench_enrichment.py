@@ -1,0 +1,207 @@
+"""Benchmark: token-set enrichment of every feature vs SAELens's calculate_batch_enrichment_scores.
+
+    python benchmarks/bench_enrichment.py            # 24,576 features x 20 sets; SAELens on 256
+    python benchmarks/bench_enrichment.py --quick    # 2,048 features; SAELens on 64
+
+Same GPT-2-small-shaped model and random SAE as bench_logit_stats.py. The 20
+token sets are built-in classes of the 50,257-token BPE (sizes printed). Rows:
+
+* SAELens: ``sae_lens`` ``tsea.calculate_batch_enrichment_scores`` (the published
+  function, imported from the package installed in a separate venv, default
+  /tmp/saelens-venv) on the logit weights of the first ``--ref`` features, which
+  it must hold in memory as sets x features x vocab running sums;
+* ``rank_scores`` on the same weights (our kernel alone, same input);
+* ``sw.enrichment`` end to end on all features: the chunked matmul, ranks,
+  scores, Mann-Whitney p-values, q-values and the table.
+
+Each runs in a fresh subprocess with ``--threads`` threads (default 2); time
+excludes imports and setup; peak RSS is ru_maxrss. The scores of the shared
+features are compared: |es| against SAELens's max |running sum|.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_logit_stats import D_SAE, ROOT, VOCAB, bpe_tokenizer, build_binding, peak_rss_mb  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+
+SETS = ("starts_with_space", "capitalised", "lower", "all_caps", "alphabetic", "digits", "punctuation",
+        "open_bracket", "close_bracket", "whitespace", "length_1", "length_2", "length_3", "length_4", "length_5",
+        "first_letter_a", "first_letter_e", "first_letter_s", "first_letter_t", "byte")
+SAELENS_PYTHON = "/tmp/saelens-venv/bin/python"
+
+SAELENS_WORKER = """
+import json, resource, sys, time
+import numpy as np, torch
+torch.set_num_threads(int(sys.argv[3]))
+try:
+    from sae_lens.tutorial.tsea import calculate_batch_enrichment_scores
+    source = "sae_lens.tutorial.tsea (installed sae-lens)"
+except ImportError:
+    from sae_lens.analysis.tsea import calculate_batch_enrichment_scores
+    source = "sae_lens.analysis.tsea (installed sae-lens)"
+work = sys.argv[1]
+scores = torch.from_numpy(np.load(work + "/weights.npy"))
+index_lists = torch.from_numpy(np.load(work + "/index_lists.npy"))
+start = time.perf_counter()
+es = calculate_batch_enrichment_scores(scores, index_lists)
+seconds = time.perf_counter() - start
+np.save(work + "/saelens_es.npy", es.T.numpy())
+print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "source": source}))
+"""
+
+
+def literal_saelens(scores, index_lists, dtype=None):
+    """SAELens tsea.calculate_batch_enrichment_scores, reproduced line for line (used when
+    the sae-lens venv is missing, and in float64 as the exact reference)."""
+    import torch
+
+    dtype = dtype or torch.float32
+
+    n_sets, _ = index_lists.shape
+    n_scores, vocab_size = scores.shape
+    scores = scores.to(index_lists.device)
+    valid_mask = index_lists != -1
+    score_mask = torch.zeros(n_sets, vocab_size, device=index_lists.device, dtype=torch.bool)
+    for i in range(n_sets):
+        score_mask[i, index_lists[i][valid_mask[i]]] = True
+    _, sorted_indices = scores.sort(dim=1, descending=True)
+    hits = score_mask.unsqueeze(1).expand(-1, n_scores, -1).gather(2, sorted_indices.unsqueeze(0).expand(n_sets, -1, -1))
+    list_sizes = valid_mask.sum(dim=1).to(dtype)
+    hit_increment = (1.0 / list_sizes).view(-1, 1, 1)
+    miss_decrement = (1.0 / (vocab_size - list_sizes)).view(-1, 1, 1)
+    running_sums = torch.where(hits, hit_increment, -miss_decrement).cumsum(dim=2)
+    return running_sums.abs().max(dim=2).values
+
+
+def prepare(work: Path, n_ref: int) -> dict:
+    """Weights of the first n_ref features and the padded set index lists, for every worker."""
+    import saewidgets as sw
+
+    binding = build_binding()
+    classes = sw.token_classes(binding)
+    members = [classes.ids(name) for name in SETS]
+    width = max(m.size for m in members)
+    index_lists = np.full((len(SETS), width), -1, dtype=np.int64)
+    for i, m in enumerate(members):
+        index_lists[i, : m.size] = m
+    np.save(work / "index_lists.npy", index_lists)
+    np.save(work / "weights.npy", sw.logit_weights(binding, list(range(n_ref))).numpy())
+    return {name: int(m.size) for name, m in zip(SETS, members)}
+
+
+def worker(kind: str, work: Path, n_features: int, threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    if kind == "core":
+        from saewidgets.analysis.logit_ranks import rank_scores
+
+        weights = np.load(work / "weights.npy")
+        index_lists = np.load(work / "index_lists.npy")
+        members = [row[row >= 0] for row in index_lists]
+        members = [np.sort(m) for m in members]
+        start = time.perf_counter()
+        halves = np.array_split(np.arange(len(weights)), threads)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            parts = list(pool.map(lambda rows: rank_scores(weights[rows], members).es, halves))
+        seconds = time.perf_counter() - start
+        np.save(work / "core_es.npy", np.concatenate(parts))
+    elif kind == "literal":
+        weights = torch.from_numpy(np.load(work / "weights.npy"))
+        start = time.perf_counter()
+        es = literal_saelens(weights, torch.from_numpy(np.load(work / "index_lists.npy")))
+        seconds = time.perf_counter() - start
+        np.save(work / "saelens_es.npy", es.T.numpy())
+    else:
+        import saewidgets as sw
+
+        binding = build_binding()
+        classes = sw.token_classes(binding).select(SETS)
+        start = time.perf_counter()
+        table = sw.enrichment(binding, range(n_features), classes, progress=False)
+        seconds = time.perf_counter() - start
+        n_ref = np.load(work / "weights.npy", mmap_mode="r").shape[0]
+        np.save(work / "ours_es.npy", table["es"].to_numpy().reshape(n_features, len(SETS))[:n_ref])
+    return {"seconds": seconds, "peak_rss_mb": peak_rss_mb()}
+
+
+def run(cmd: list[str], threads: int) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise RuntimeError(f"{cmd[:3]} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2,048 features; SAELens on 64")
+    parser.add_argument("--features", type=int, default=None)
+    parser.add_argument("--ref", type=int, default=None, help="features given to SAELens (it holds them all in memory)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--saelens-python", default=SAELENS_PYTHON)
+    parser.add_argument("--worker", choices=["core", "ours", "literal"], help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.features = args.features or (2048 if args.quick else D_SAE)
+    args.ref = min(args.features, args.ref or (64 if args.quick else 256))
+    if args.worker:
+        print(json.dumps(worker(args.worker, Path(args.work), args.features, args.threads)))
+        return
+    bpe_tokenizer()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        sizes = prepare(work, args.ref)
+        me = [sys.executable, __file__, "--work", tmp, "--features", str(args.features), "--threads", str(args.threads)]
+        if Path(args.saelens_python).exists():
+            ref = run([args.saelens_python, "-c", SAELENS_WORKER, tmp, "x", str(args.threads)], args.threads)
+        else:
+            ref = run([*me, "--worker", "literal"], args.threads)
+            ref["source"] = f"literal copy of SAELens's function ({args.saelens_python} not found)"
+        core = run([*me, "--worker", "core"], args.threads)
+        ours = run([*me, "--worker", "ours"], args.threads)
+        saelens_es = np.load(work / "saelens_es.npy")
+        diff_core = float(np.abs(np.abs(np.load(work / "core_es.npy")) - saelens_es).max())
+        diff_ours = float(np.abs(np.abs(np.load(work / "ours_es.npy")) - saelens_es).max())
+        import torch
+
+        n_exact = min(args.ref, 16)
+        weights = torch.from_numpy(np.load(work / "weights.npy")[:n_exact])
+        exact = literal_saelens(weights, torch.from_numpy(np.load(work / "index_lists.npy")), torch.float64).T.numpy()
+        exact_core = float(np.abs(np.abs(np.load(work / "core_es.npy")[:n_exact]) - exact).max())
+        exact_ours = float(np.abs(np.abs(np.load(work / "ours_es.npy")[:n_exact]) - exact).max())
+        exact_ref = float(np.abs(saelens_es[:n_exact] - exact).max())
+    per = {k: r["seconds"] / n * 1000 for k, r, n in (("ref", ref, args.ref), ("core", core, args.ref), ("ours", ours, args.features))}
+    print(f"enrichment: {len(SETS)} token sets x {VOCAB:,} tokens, {args.threads} threads")
+    print("set sizes:", ", ".join(f"{k} {v}" for k, v in sizes.items()), f"(total {sum(sizes.values()):,})")
+    print(f"reference: {ref['source']}\n")
+    print(f"{'':44s} {'features':>9s} {'seconds':>9s} {'ms/feature':>11s} {'speed-up':>9s} {'peak RSS MB':>12s}")
+    rows = (("SAELens calculate_batch_enrichment_scores", ref, args.ref, per["ref"]),
+            ("rank_scores (same weights as SAELens)", core, args.ref, per["core"]),
+            ("sw.enrichment end to end (incl. matmul)", ours, args.features, per["ours"]))
+    for label, result, n, ms in rows:
+        print(f"{label:44s} {n:9,d} {result['seconds']:9.2f} {ms:11.2f} {per['ref'] / ms:8.1f}x {result['peak_rss_mb']:12.0f}")
+    print(f"\nmax | |es| - SAELens score | over {args.ref} features x {len(SETS)} sets: "
+          f"rank_scores {diff_core:.2e}, sw.enrichment {diff_ours:.2e}")
+    print(f"against the same walk in float64 (first {n_exact} features): rank_scores {exact_core:.2e}, "
+          f"sw.enrichment {exact_ours:.2e}, SAELens (float32 cumsum over {VOCAB:,} steps) {exact_ref:.2e}")
+
+
+if __name__ == "__main__":
+    main()
