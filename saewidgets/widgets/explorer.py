@@ -27,6 +27,7 @@ from .live import LatestRequestRunner, Superseded, Ticket, model_lock
 STATIC = Path(__file__).resolve().parent.parent / "static"
 DEFAULT_PROMPT = "The word"
 MAX_NEW_TOKENS = 256
+STREAM_INTERVAL = 0.05  # seconds between streamed updates of a running generation
 RANK_METRICS = ("skew", "kurtosis", "std", "enrichment")
 VALIDATED = ("feature", "scale", "prompt", "max_new_tokens", "temperature", "seed", "token_class", "rank_by",
              "steering")
@@ -438,13 +439,17 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         ticket.publish(lambda: self._set_generation(view.to_json()))
         decode = self._lens.token_string
         start = time.perf_counter()
+        shown_at = [0.0]
 
         def on_step(step: Any) -> None:
             ticket.check()
             b, s = step.baseline_ids[0], step.steered_ids[0]
             view.add_step(None if b is None else (decode(b), step.baseline_logprobs[0]),
                           None if s is None else (decode(s), step.steered_logprobs[0]))
-            ticket.publish(lambda: self._set_generation(view.to_json()))
+            now = time.perf_counter()
+            if step.step == 0 or now - shown_at[0] >= STREAM_INTERVAL:  # stream, at most every 50 ms
+                shown_at[0] = now
+                ticket.publish(lambda: self._set_generation(view.to_json()))
 
         from ..analysis.steering import steer
 

@@ -1,7 +1,8 @@
 """Live requests for widgets: a worker thread that runs the newest request only.
 
 A widget submits a job each time its inputs change. Submissions are debounced
-(the worker waits until no new one has come for ``debounce`` seconds), each gets
+on both edges: a lone submission starts at once, while one that follows another
+within ``debounce`` seconds waits until none has come for that long. Each gets
 an increasing id, and a newer submission supersedes every older one: a job that
 has not started is dropped, a running job stops at its next ``ticket.check()``,
 and ``ticket.publish`` writes a result only while the ticket is still the newest
@@ -85,7 +86,8 @@ class LatestRequestRunner:
         self.closed = False
         self._cond = threading.Condition(threading.RLock())
         self._pending: tuple[int, Job] | None = None
-        self._submitted_at = 0.0
+        self._submitted_at = -float("inf")
+        self._wait_until = 0.0
         self._running: int | None = None
         self._busy = False
         self._thread: threading.Thread | None = None
@@ -98,7 +100,10 @@ class LatestRequestRunner:
                 raise RuntimeError("this runner is closed")
             self.latest += 1
             self._pending = (self.latest, job)
-            self._submitted_at = time.monotonic()
+            now = time.monotonic()
+            in_burst = now - self._submitted_at < self.debounce
+            self._wait_until = now + self.debounce if in_burst else now
+            self._submitted_at = now
             self._set_busy(True)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
@@ -175,9 +180,9 @@ class LatestRequestRunner:
                 if self._pending is None:
                     self._cond.wait()
                     continue
-                remaining = self._submitted_at + self.debounce - time.monotonic()
+                remaining = self._wait_until - time.monotonic()
                 if remaining > 0:
-                    self._cond.wait(remaining)  # a newer submission restarts the wait
+                    self._cond.wait(remaining)  # a newer submission may move the deadline
                     continue
                 request, job = self._pending
                 self._pending = None
