@@ -19,6 +19,7 @@ from lab_page import open_notebook, run_cell
 pytestmark = pytest.mark.browser
 
 GEN = ".sw-generation"
+HOSTILE = '<img src=x onerror="window.__swXss=1"><b>bold</b> The'  # model-facing text must stay text
 TIMEOUT = 90_000
 
 
@@ -78,6 +79,7 @@ def test_explorer_live_in_jupyterlab(lab, browser, artifacts, setup_code):
         "ex = sw.FeatureExplorer(model, sae, feature=0, prompt='The quick brown', max_new_tokens=12)\nex",
         "print('STATE', ex.feature, ex.token_class, round(ex.scale, 6), ex.generation['status'])",
         "ex.feature = 2",
+        "ex.prompt = " + repr(HOSTILE),
     ])
     context = browser.new_context(viewport={"width": 1400, "height": 1100})
     page = context.new_page()
@@ -148,6 +150,15 @@ def test_explorer_live_in_jupyterlab(lab, browser, artifacts, setup_code):
         page.locator(".sw-scale-row button[title='scale 0']").click()
         back = _wait_done_after(page, before["request"])
         assert back["steered"] == back["baseline"] == first["baseline"]
+
+        # text from the model side is shown as text, never parsed as HTML
+        before = _generation(page)
+        run_cell(page, 3, timeout=TIMEOUT)
+        _wait_done_after(page, before["request"])
+        shown = page.locator(".sw-baseline .sw-prompt-text").text_content()
+        assert shown == HOSTILE
+        assert page.locator(".sw-explorer img, .sw-explorer b").count() == 0
+        assert page.evaluate("() => window.__swXss") is None
 
         # dark theme
         page.locator(".lm-MenuBar-item", has_text="Settings").click()
