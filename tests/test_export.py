@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 NOTEBOOKS = REPO / "notebooks"
 PAYLOAD = "<img src=x onerror=window.__pwned=1>"
+SWEEP = dict(scales=[0.0, 1.0, 2.0], max_new_tokens=3)  # a short self-explanation sweep
 # a tag that would load something from another host (links in text are fine: they load nothing)
 REMOTE = re.compile(r"""<(?:script|link|img|iframe|source|embed|object)\b[^>]*\b(?:src|href|data)\s*=\s*["']?(?:https?:)?//""", re.I)
 
@@ -36,7 +37,7 @@ def binding():
 @pytest.fixture(scope="module")
 def explorer(binding):
     ex = sw.FeatureExplorer(binding, feature=3, prompt="The quick", max_new_tokens=6)
-    ex.snapshot(features=[5], n_scales=5, progress=False)
+    ex.snapshot(features=[5], n_scales=5, self_explain=SWEEP, progress=False)
     yield ex
     ex.close()
 
@@ -83,6 +84,10 @@ def test_snapshot_holds_what_the_live_explorer_computes(explorer, binding):
     # the current feature's grid holds the current scale, so the saved view keeps its text
     assert explorer.scale in doc["items"]["3"]["scales"]
     assert unpack(doc["baseline"], data)["tokens"] == explorer.generation["baseline"]["tokens"]
+    # the self-explanation is sw.self_explain's chosen one, with every scale of its sweep
+    sweep = sw.self_explain(binding, features=[5], progress=False, **SWEEP)
+    assert item["self_explanation"]["explanation"] == sweep.attrs["chosen_explanation"]
+    assert [row[0] for row in item["self_explanation"]["rows"]] == SWEEP["scales"]
     # a grid point equals a fresh live generation through sw.steer
     scale = item["scales"][-1]
     result = sw.steer(binding, prompt="The quick", features={5: scale}, max_new_tokens=6)
@@ -94,7 +99,7 @@ def test_snapshot_holds_what_the_live_explorer_computes(explorer, binding):
 def test_snapshot_answers_the_live_slider_too(binding):
     ex = sw.FeatureExplorer(binding, feature=7, prompt="Hello", max_new_tokens=4)
     try:
-        summary = ex.snapshot(scales=[-2, 0, 2], progress=False)
+        summary = ex.snapshot(scales=[-2, 0, 2], self_explain=False, progress=False)
         assert summary.features == (7,) and summary.n_scales == 3 and summary.data_bytes > 0
         assert "precomputed 1 feature(s) x 3 scales" in str(summary)
         ex.scale = 2.0
@@ -118,6 +123,7 @@ def test_snapshot_answers_the_live_slider_too(binding):
         (dict(token_classes=["no such class"]), "unknown token class"),
         (dict(token_classes=3), "token_classes must be"),
         (dict(batch_size=0), "batch_size"),
+        (dict(self_explain="yes"), "self_explain= takes"),
     ],
 )
 def test_snapshot_rejects_bad_input(explorer, kwargs, message):
@@ -148,11 +154,10 @@ def test_save_html_writes_one_offline_file(explorer, tmp_path):
 
 
 def test_save_html_precomputes_missing_features_and_checks_the_path(explorer, tmp_path):
-    explorer.save_html(tmp_path / "more.html", features=[5, 9], n_scales=3, progress=False)
+    explorer.save_html(tmp_path / "more.html", features=[5, 9], n_scales=3, self_explain=False, progress=False)
     assert set(explorer.precomputed["items"]) == {"3", "5", "9"}
     with pytest.raises(ValueError, match="ending in .html"):
         explorer.save_html(tmp_path / "explorer.txt")
-    explorer.snapshot(features=[5], n_scales=5, progress=False)  # back to the module's snapshot
 
 
 def test_gallery_has_one_self_contained_view_per_feature(explorer, tmp_path):
@@ -201,10 +206,10 @@ def test_mimebundle_carries_an_escaped_static_picture(binding):
         data, _ = ex._repr_mimebundle_()
         assert "application/vnd.jupyter.widget-view+json" in data
         html = data["text/html"]
-        assert "<script" not in html and "<img" not in html
+        assert "<script" not in html and "<img src=x" not in html
         assert "&lt;img src=x onerror=window.__pwned=1&gt;" in html  # the continuation, as text
         assert "&lt;img·src=x·onerror=window.__pwned=1&gt;" in html  # the token, spaces made visible
-        assert "<svg" in html and "Feature 2" in html
+        assert '<img src="data:image/svg+xml;base64,' in html and "Feature 2" in html
     finally:
         ex.close()
 

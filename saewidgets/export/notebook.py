@@ -66,6 +66,9 @@ class OfflineWidgetsPreprocessor(Preprocessor):
             if i == 0:  # modules and the bootstrap once, with the first view
                 parts += [module_blocks([v for _, v in found]), bootstrap_block()]
             output["data"] = {"text/html": "\n".join(parts), "text/plain": output["data"].get("text/plain", "")}
+        for cell in nb.get("cells", []):
+            for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+                _static_chart(output)
         if self.other_widgets == "text":
             for cell in nb.get("cells", []):
                 for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
@@ -78,6 +81,48 @@ class OfflineWidgetsPreprocessor(Preprocessor):
         resources["saewidgets_keep_widget_loader"] = "widgets" in nb.get("metadata", {})
         resources["saewidgets_views"] = len(found)
         return nb, resources
+
+
+VEGA = re.compile(r"application/vnd\.(vegalite|vega)\.v\d+\+json")
+
+
+def altair_html_spec(html: str) -> tuple[str, dict] | None:
+    """The (kind, spec) inside altair's HTML output, whose script loads vega from a CDN; None if not one."""
+    if "altair-viz-" not in html or "vega-embed" not in html:
+        return None
+    start = html.rfind("})({")
+    if start < 0:
+        return None
+    try:
+        spec, end = json.JSONDecoder().raw_decode(html, start + 3)
+        options, _ = json.JSONDecoder().raw_decode(html, html.index("{", end))
+    except (ValueError, json.JSONDecodeError):
+        return None
+    mode = options.get("mode", "vega-lite") if isinstance(options, dict) else "vega-lite"
+    return ("vegalite" if mode == "vega-lite" else "vega"), spec
+
+
+def _static_chart(output: Any) -> None:
+    """Replace a Vega/Vega-Lite output (whose HTML form loads vega from a CDN) by an SVG drawn offline."""
+    data = output.get("data", {})
+    kind = next((m for m in data if VEGA.fullmatch(m)), None)
+    if kind is not None:
+        spec = data[kind]
+    elif isinstance(data.get("text/html"), str) and (found := altair_html_spec(data["text/html"])):
+        kind, spec = found
+    else:
+        return
+    import vl_convert as vlc
+
+    try:
+        if "vegalite" in kind:
+            svg = vlc.vegalite_to_svg(spec, allowed_base_urls=[])
+        else:
+            svg = vlc.vega_to_svg(spec, allowed_base_urls=[])
+    except Exception as error:  # keep the text form rather than a page that reaches for a CDN
+        output["data"] = {"text/plain": f"(chart not rendered offline: {error})"}
+        return
+    output["data"] = {"image/svg+xml": svg, "text/plain": data.get("text/plain", "chart")}
 
 
 def _prune_widget_state(nb: Any) -> None:

@@ -110,9 +110,43 @@ class ExplorerReader:
     def token_string(self, token: int) -> str:
         return self.lens.token_string(token)
 
-    def self_explanation(self, feature: int) -> dict:
+    def self_explanations(self, features: list[int], how: Any, progress: bool) -> dict[int, dict]:
+        """The ``self_explanation`` trait for each feature: the explorer's own, if it computes one,
+        else from ``sw.self_explain`` sweeps: ``how`` is True, a dict of its keyword arguments, or
+        a DataFrame it returned (features it lacks are swept too)."""
         method = getattr(self.explorer, "_self_explanation_for", None)
-        return method(feature) if callable(method) else {}
+        if callable(method):
+            return {f: method(f) for f in features}
+        import pandas as pd
+
+        from ..analysis.self_explain import self_explain
+        from ..widgets.live import model_lock
+
+        given = how if isinstance(how, pd.DataFrame) else None
+        if given is not None and not {"feature", "scale", "explanation", "chosen"} <= set(given.columns):
+            raise ValueError("self_explain= takes True/False, a dict of sw.self_explain options, or its DataFrame")
+        have = set(given["feature"]) if given is not None else set()
+        missing = [f for f in features if f not in have]
+        frames = [given[given["feature"].isin(features)]] if given is not None else []
+        if missing:
+            options = {"progress": progress, **(how if isinstance(how, dict) else {})}
+            with model_lock(self.explorer.binding.model):
+                frames.append(self_explain(self.explorer.binding, features=missing, **options))
+        df = pd.concat(frames, ignore_index=True)
+        out = {}
+        for f in features:
+            rows = df[df["feature"] == f]
+            best = rows[rows["chosen"]].iloc[0]
+            out[f] = {
+                "feature": f,
+                "explanation": str(best["explanation"]),
+                "scale": float(best["scale"]),
+                "failed": bool(best["failed"]) if "failed" in rows else False,
+                "rows": [[float(r.scale), str(r.explanation), _number(getattr(r, "composite", float("nan")))]
+                         for r in rows.itertuples()],
+                "precomputed": True,
+            }
+        return out
 
 
 # -- the snapshot ---------------------------------------------------------------------------
@@ -123,7 +157,7 @@ def take_snapshot(
     *,
     n_scales: int = DEFAULT_N_SCALES,
     token_classes: str | Sequence[str] = "all",
-    self_explain: bool = False,
+    self_explain: Any = True,
     batch_size: int = 64,
     progress: bool = True,
 ) -> SnapshotSummary:
@@ -134,7 +168,9 @@ def take_snapshot(
     feature's slider range); the current scale is added for the current feature, so the
     saved view keeps showing what it shows now. ``token_classes``: "all", "current" or a
     list of names (histograms and statistics per class). ``self_explain``: also store
-    each feature's self-explanation (``sw.self_explain``) when the explorer shows one.
+    each feature's self-explanation (the chosen explanation and the one at every scale of
+    ``sw.self_explain``'s own sweep): True, False, a dict of ``sw.self_explain`` options, or
+    a DataFrame it already returned (reused; missing features are swept).
     """
     start = time.perf_counter()
     reader = ExplorerReader(explorer)
@@ -161,6 +197,14 @@ def take_snapshot(
         )
 
     generations = _steered_generations(explorer, reader, grids, batch_size, progress)
+    explained = {}
+    if self_explain is not False and self_explain is not None:
+        if not isinstance(self_explain, (bool, dict)) and not hasattr(self_explain, "columns"):
+            raise ValueError(
+                "self_explain= takes True/False, a dict of sw.self_explain options, or the DataFrame it returned; "
+                f"got {type(self_explain).__name__}"
+            )
+        explained = reader.self_explanations(chosen, self_explain, progress)
     packer = Packer()
     baseline = generations.pop("baseline")
     items = {}
@@ -173,8 +217,8 @@ def take_snapshot(
             "infos": {c: reader.feature_info(f, c) for c in classes},
             "steered": [_pack_side(side, packer) for side in generations[f]],
         }
-        if self_explain:
-            items[str(f)]["self_explanation"] = reader.self_explanation(f)
+        if f in explained:
+            items[str(f)]["self_explanation"] = explained[f]
     document = {
         "version": FORMAT_VERSION,
         "inputs": _inputs(explorer),
@@ -281,6 +325,11 @@ def _steered_generations(explorer: Any, reader: ExplorerReader, grids: dict[int,
     for (f, _scale), side in zip(requests[1:], sides[1:]):
         out.setdefault(f, []).append(side)
     return out
+
+
+def _number(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def _progress(total: int, enabled: bool) -> Any:

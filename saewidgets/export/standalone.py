@@ -64,8 +64,9 @@ def _with_state(view: dict, changes: dict, data: bytes) -> dict:
     return out
 
 
-def feature_view(view: dict, feature: int, start_scale: float) -> dict:
-    """The explorer's saved view switched to ``feature`` (one-feature snapshot), as the page opens it."""
+def feature_view(view: dict, feature: int, start_scale: float | None) -> dict:
+    """The explorer's saved view switched to ``feature`` (one-feature snapshot), opened at the grid
+    scale nearest ``start_scale`` (None: a middling positive one, so that steering shows)."""
     document = view["state"]["precomputed"]
     data = base64.b64decode(next(b["data"] for b in view.get("buffers", []) if b.get("path") == DATA_PATH))
     small, small_data = subset(document, data, [feature])
@@ -73,6 +74,9 @@ def feature_view(view: dict, feature: int, start_scale: float) -> dict:
     token_class = view["state"].get("token_class")
     histograms = item.get("histograms") or {}
     key = token_class if token_class in histograms else next(iter(histograms), None)
+    if start_scale is None:
+        positive = [s for s in item["scales"] if s > 0]
+        start_scale = positive[len(positive) // 2] if positive else 0.0
     index = min(range(len(item["scales"])), key=lambda i: abs(item["scales"][i] - start_scale))
     baseline = unpack(small["baseline"], small_data)
     steering = [e for e in small["inputs"]["steering"] if e.get("feature") != feature]
@@ -119,7 +123,7 @@ def save_explorer_html(explorer: Any, path: str | Path, *, features: Any = None,
     subtitle = f"Saved {stamp} with saewidgets: works offline, with precomputed results (no kernel)."
     if gallery:
         order = list(dict.fromkeys(chosen)) or [int(k) for k in explorer.precomputed["items"]]
-        views = [feature_view(view, f, explorer.scale) for f in order]
+        views = [feature_view(view, f, explorer.scale or None) for f in order]
         headings = [_heading(v) for v in views]
         page = standalone_page(views, title=name, subtitle=subtitle, headings=headings)
     else:

@@ -3,13 +3,14 @@
 Notebook viewers that do not run widgets (GitHub, nbviewer or nbconvert for a notebook
 saved without widget state) show an output's ``text/html`` instead. This module writes
 that HTML from the explorer's traits: title, explanation, statistics, the logit
-histogram as inline SVG drawn here (no vl-convert call at display time), the top
+histogram as an SVG image drawn here (no vl-convert call at display time), the top
 promoted and suppressed tokens, the baseline and steered continuations and the
 self-explanation. Every model or tokenizer string is escaped; there is no script.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 from typing import Any, Mapping, Sequence
@@ -85,10 +86,15 @@ def histogram_svg(histogram: Mapping, width: int = 420, height: int = 150) -> st
         f'background:{PALETTE[k % len(PALETTE)]}"></span> {esc(s.get("name", ""))}</span>'
         for k, s in enumerate(series)
     )
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+        f'<style>text{{font-family:sans-serif}}</style>{"".join(parts)}{zero}{axis}</svg>'
+    )
+    # An image, not inline SVG: sanitizers (JupyterLab's for untrusted outputs) keep data: images.
+    data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
     return (
         f'<div style="font-size:11px;color:#3c4043">{legend}</div>'
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'role="img" aria-label="logit weight histogram">{"".join(parts)}{zero}{axis}</svg>'
+        f'<img src="data:image/svg+xml;base64,{data}" width="{width}" height="{height}" alt="logit weight histogram">'
     )
 
 

@@ -131,7 +131,7 @@ export function snapshotModel(model) {
       if (!entry) {
         const wanted = model.get("feature");
         model.set("feature", changed.get("feature"));
-        error(`No kernel: feature ${wanted} was not precomputed. This saved view has ${describe(snapshot)}.`);
+        error(`Not connected to a kernel: feature ${wanted} was not precomputed. This saved view has ${describe(snapshot)}.`);
         return;
       }
       showFeature(entry);
@@ -145,14 +145,14 @@ export function snapshotModel(model) {
       if (!(model.get("token_class") in histograms)) {
         const wanted = model.get("token_class");
         model.set("token_class", changed.get("token_class"));
-        error(`No kernel: the histogram for token class ${JSON.stringify(String(wanted))} was not precomputed.`);
+        error(`Not connected to a kernel: the histogram for token class ${JSON.stringify(String(wanted))} was not precomputed.`);
       } else showHistogram(entry, model.get("token_class"));
     }
     if (changed.has("search")) search(model.get("search"));
     const refused = FIXED_INPUTS.filter((name) => changed.has(name));
     if (refused.length) {
       for (const name of refused) model.set(name, changed.get(name));
-      error(`No kernel: changing ${refused.join(", ")} needs a running kernel; this saved view shows precomputed results only.`);
+      error(`Not connected to a kernel: changing ${refused.join(", ")} needs a running kernel; this saved view shows precomputed results only.`);
     }
   }
 
@@ -191,13 +191,23 @@ export function snapshotModel(model) {
     widget_manager: model.widget_manager,
   };
 
+  /** Once offline: fill what the saved state lacks for the current feature (its self-explanation). */
+  function prime() {
+    const entry = item(model.get("feature"));
+    const current = model.get("self_explanation") || {};
+    if (entry && entry.self_explanation && !current.explanation) {
+      const index = nearest(entry.scales, Number(model.get("scale")) || 0);
+      model.set("self_explanation", entry.self_explanation[index] ?? entry.self_explanation);
+    }
+  }
+
   function updateNote() {
     if (!note) return;
     note.hidden = !snapshot;
     if (!snapshot) return;
     note.dataset.offline = String(offline);
     note.replaceChildren(
-      h("strong", {}, offline ? "No kernel · precomputed results" : "Precomputed results saved"),
+      h("strong", {}, offline ? "Not connected to a kernel · precomputed results" : "Precomputed results saved"),
       ` ${describe(snapshot)}`,
       offline ? ": the slider snaps to the precomputed scales." : " (shown when this view is opened without a kernel).",
     );
@@ -217,6 +227,7 @@ export function snapshotModel(model) {
       if (!real || !("comm_live" in real)) return;
       const follow = () => {
         offline = !real.comm_live;
+        if (offline && snapshot) prime();
         updateNote();
       };
       model.on("comm_live_update", follow);
@@ -228,6 +239,7 @@ export function snapshotModel(model) {
   return {
     model: wrapped,
     attach(el) {
+      if (offline && snapshot) prime();
       note = h("div", {
         class: "sw-snapshot-note",
         role: "note",

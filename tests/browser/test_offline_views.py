@@ -1,0 +1,242 @@
+"""Saved views in a real Chromium with the network cut: standalone HTML, offline nbconvert HTML, a
+gallery, and JupyterLab reopened without a kernel. The slider walks the precomputed grid, the
+texts follow, and a planted ``<img onerror>`` token shows as text without running."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+import nbformat
+import pytest
+from nbformat.sign import NotebookNotary
+
+from saewidgets.export import offline_html
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[2]
+TESTS = REPO / "tests"
+PAYLOAD = "<img src=x onerror=window.__pwned=1>"
+SHOWN_TOKEN = PAYLOAD.replace(" ", "·")  # the top-tokens table makes spaces visible
+
+LOAD = """import saewidgets as sw
+from tiny_models import tiny_model, random_sae
+model = tiny_model("gpt2")
+sae = random_sae(32, 64, layer=1)"""
+
+PARAMETERS = """FEATURE = 3
+FEATURES = [3, 5]
+PROMPT = "The quick"
+MAX_NEW_TOKENS = 6
+N_SCALES = 5
+OUT = "exported" """
+
+# Appended to the notebook: a hostile token string, as a generated token at the top of the
+# grid and as the most promoted token in every token class, then a standalone file of it.
+PLANT = f"""import copy
+PAYLOAD = {PAYLOAD!r}
+doc = copy.deepcopy(explorer.precomputed)
+item = doc["items"][str(FEATURE)]
+item["steered"][-1]["tokens"] = [" planted", PAYLOAD, " end"]
+for info in item["infos"].values():
+    info["top_positive"][0][0] = PAYLOAD
+explorer.precomputed = doc
+info = dict(explorer.feature_info)
+info["top_positive"] = [[PAYLOAD, 9.5]] + info["top_positive"][1:]
+explorer.feature_info = info
+print(explorer.save_html("planted.html"))
+print(json.dumps(item["scales"]))
+display(explorer)"""
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """The GPT-2 notebook run by nbclient on a tiny GPT-2 (widget state saved), plus the planted cell."""
+    from nbclient import NotebookClient
+
+    folder = tmp_path_factory.mktemp("executed")
+    nb = nbformat.read(REPO / "notebooks" / "gpt2_small_res_jb.ipynb", as_version=4)
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "load" in tags:
+            cell.source = LOAD
+        elif "parameters" in tags:
+            cell.source = PARAMETERS
+    nb.cells.append(nbformat.v4.new_code_cell("import json\n" + PLANT))
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), str(TESTS), old]))
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = old
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, errors
+    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.get("output_type") == "stream")
+    scales = json.loads(printed.strip().splitlines()[-1])
+    path = folder / "gpt2_small_res_jb.ipynb"
+    nbformat.write(nb, path)
+    return {"folder": folder, "notebook": path, "scales": scales}
+
+
+def offline_context(browser, allow_origin: str | None = None):
+    """A browser context that lets file:, data: and blob: through (and ``allow_origin``), and
+    aborts and records every other request."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    outside: list[str] = []
+
+    def route(r):
+        url = r.request.url
+        if url.startswith(("file:", "data:", "blob:")) or (allow_origin and url.startswith(allow_origin)):
+            r.continue_()
+        else:
+            outside.append(url)
+            r.abort()
+
+    context.route("**/*", route)
+    return context, outside
+
+
+def walk_grid(page, root, scales: list[float]) -> list[str]:
+    """Move the explorer's slider to each grid scale (through its number box and its range
+    input) and return the steered text at each; checks that the box snaps to the grid."""
+    texts = []
+    steered = root.locator(".sw-steered .sw-text")
+    box = root.locator(".sw-steering .sw-scale-box").first
+    for scale in scales:
+        box.fill(str(scale * 0.93 if scale else 0))  # off-grid: the view must snap
+        box.press("Enter")
+        page.wait_for_function(
+            "([el, s]) => Number(el.value) === s", arg=[box.element_handle(), scale], timeout=5_000
+        )
+        texts.append(steered.inner_text())
+    slider = root.locator(".sw-steering .sw-slider").first
+    for position in ("-100", "100"):  # the range input itself, both ends
+        slider.fill(position)
+        slider.dispatch_event("change")
+        page.wait_for_function(
+            "([el, s]) => Number(el.value) === s", arg=[box.element_handle(), scales[0 if position[0] == "-" else -1]],
+            timeout=5_000,
+        )
+    return texts
+
+
+def check_view(page, root, scales, artifacts: Path, name: str) -> None:
+    root.locator(".sw-snapshot-note[data-offline='true']").wait_for(timeout=20_000)
+    root.locator(".sw-chart svg").first.wait_for(timeout=20_000)
+    texts = walk_grid(page, root, scales)
+    assert len(set(texts)) >= 2, texts  # the steered text changes across the grid
+    top = texts[-1]
+    assert PAYLOAD in top and "planted" in top  # the hostile token shows as text
+    assert SHOWN_TOKEN in root.locator(".sw-top-tokens").inner_text()
+    assert page.evaluate("window.__pwned") is None
+    assert root.locator(".sw-steered img, .sw-top-tokens img").count() == 0
+    root.screenshot(path=str(artifacts / f"{name}.png"))
+
+
+def test_standalone_file_works_offline(executed, browser, artifacts):
+    context, outside = offline_context(browser)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto((executed["folder"] / "planted.html").as_uri())
+    root = page.locator(".sw-root").first
+    check_view(page, root, executed["scales"], artifacts, "offline-standalone")
+    # a feature outside the snapshot is refused with a message; a precomputed one is shown
+    index = root.locator(".sw-index")
+    index.fill("9")
+    index.press("Enter")
+    assert "not precomputed" in root.locator(".sw-error").inner_text()
+    index.fill("5")
+    index.press("Enter")
+    page.wait_for_function("() => document.querySelector('.sw-title').textContent === 'Feature 5'")
+    assert outside == [] and errors == []
+    context.close()
+
+
+def test_offline_nbconvert_html_of_an_executed_notebook(executed, browser, artifacts, tmp_path):
+    saved = offline_html(executed["notebook"], tmp_path / "notebook.html")
+    context, outside = offline_context(browser)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(saved.path.as_uri())
+    views = page.locator(".sw-root")
+    views.first.wait_for(timeout=20_000)
+    assert views.count() == 3  # the notebook shows the explorer twice, the planted cell once more
+    check_view(page, views.last, executed["scales"], artifacts, "offline-nbconvert")
+    assert outside == [] and errors == []
+    context.close()
+
+
+def test_gallery_renders_every_feature_offline(executed, browser, artifacts):
+    context, outside = offline_context(browser)
+    page = context.new_page()
+    page.goto((executed["folder"] / "exported" / "gallery.html").as_uri())
+    page.wait_for_function("() => document.querySelectorAll('.sw-root .sw-chart svg').length === 2", timeout=30_000)
+    titles = page.locator(".sw-title").all_inner_texts()
+    assert titles == ["Feature 3", "Feature 5"]
+    page.screenshot(path=str(artifacts / "offline-gallery.png"), full_page=True)
+    assert outside == []
+    context.close()
+
+
+def open_in_lab(lab, browser, nb, name: str, *, trusted: bool):
+    """Write ``nb`` into the Lab root (signed as by `jupyter trust` when ``trusted``) and open it
+    with everything but the Lab server cut off; returns (context, page, outside requests)."""
+    if trusted:
+        NotebookNotary().sign(nb)  # JupyterLab renders widgets of trusted notebooks only
+    nbformat.write(nb, lab.root / name)
+    origin = "{0.scheme}://{0.netloc}".format(urlparse(lab.url))
+    context, outside = offline_context(browser, allow_origin=origin)
+    page = context.new_page()
+    page.goto(lab.notebook_url(name), wait_until="domcontentloaded")
+    return context, page, outside
+
+
+def test_jupyterlab_reopened_renders_the_saved_view(executed, lab, browser, artifacts):
+    """Reopened, its kernel fresh and no cell run: the widgets come from the saved state, with no
+    Python object behind them; the precomputed results answer the slider."""
+    nb = nbformat.read(executed["notebook"], as_version=4)
+    context, page, outside = open_in_lab(lab, browser, nb, "reopened.ipynb", trusted=True)
+    try:
+        page.locator(".jp-Dialog .jp-mod-accept").first.click(timeout=5_000)
+    except Exception:
+        pass  # no kernel dialog this time
+    root = page.locator(".jp-OutputArea .sw-root").last
+    root.wait_for(timeout=60_000)
+    root.scroll_into_view_if_needed()
+    check_view(page, root, executed["scales"], artifacts, "offline-jupyterlab-reopened")
+    assert outside == []
+    context.close()
+
+
+def test_jupyterlab_untrusted_without_a_kernel_shows_the_static_picture(executed, lab, browser, artifacts):
+    """With no kernel, JupyterLab 4 does not restore saved widgets (jupyterlab/jupyterlab#15361);
+    an untrusted notebook shows the output's script-free HTML picture instead: chart, statistics,
+    top tokens and texts, the planted token as text."""
+    nb = nbformat.read(executed["notebook"], as_version=4)
+    # a kernel (and language) that does not exist: JupyterLab asks which kernel to start; we choose none
+    nb.metadata["kernelspec"] = {"name": "no-such-kernel", "display_name": "absent", "language": "no-such-language"}
+    nb.metadata.pop("language_info", None)
+    context, page, outside = open_in_lab(lab, browser, nb, "untrusted.ipynb", trusted=False)
+    page.locator(".jp-Dialog button", has_text="No Kernel").first.click(timeout=60_000)
+    picture = page.locator(".jp-OutputArea .saewidgets-static").last
+    picture.wait_for(timeout=60_000)
+    picture.scroll_into_view_if_needed()
+    text = picture.inner_text()
+    assert "Feature 3" in text and "Promoted" in text and "Steered" in text
+    assert SHOWN_TOKEN in text  # escaped by us, then sanitized by JupyterLab: shown as text
+    histogram = picture.locator("img[alt='logit weight histogram']")
+    assert histogram.evaluate("img => img.complete && img.naturalWidth > 0")  # the chart, drawn
+    assert page.evaluate("window.__pwned") is None
+    assert "No Kernel" in page.locator(".jp-Toolbar-kernelName").first.inner_text()
+    page.screenshot(path=str(artifacts / "offline-jupyterlab-untrusted-static.png"))
+    assert outside == []
+    context.close()
