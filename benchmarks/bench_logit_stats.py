@@ -2,6 +2,7 @@
 
     python benchmarks/bench_logit_stats.py            # 24,576 features, 3 rounds
     python benchmarks/bench_logit_stats.py --quick    # 4,096 features, 1 round
+    python benchmarks/bench_logit_stats.py --baselines   # kind thresholds vs random directions
 
 GPT-2-small shapes: a random SAE (24,576 x 768, unit-norm decoder rows) and a
 randomly initialised GPT-2 (768 wide, 50,257-token vocabulary, 2 blocks: only
@@ -82,7 +83,7 @@ def worker(kind: str, n_features: int, chunk: int) -> dict:
 
     binding = build_binding()
     setup_rss = peak_rss_mb()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if kind == "matmul":
         W_dec, W_U = binding.sae.W_dec.detach(), binding.unembedding().detach()
         with torch.no_grad():
@@ -93,7 +94,56 @@ def worker(kind: str, n_features: int, chunk: int) -> dict:
 
         table = sw.logit_stats(binding, range(n_features), chunk_size=chunk, progress=False)
         assert len(table) == n_features
-    return {"seconds": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb(), "setup_rss_mb": setup_rss}
+    return {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu,
+            "peak_rss_mb": peak_rss_mb(), "setup_rss_mb": setup_rss}
+
+
+def baselines(n_random: int = 4096) -> None:
+    """Skew / kurtosis / bimodality of random Gaussian decoder rows (the null for ``kind``)
+    on each unembedding at hand, and the kinds of the organism's real SAE features."""
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    import saewidgets as sw
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_models import random_sae, tiny_model
+
+    cases = [("GPT-2-small-shaped, random init", build_binding())]
+    for family in ("gpt2", "llama", "gemma2"):
+        cases.append((f"tiny random {family} (vocab 380)", sw.bind(tiny_model(family), random_sae(32, 64, layer=1))))
+    organism = None
+    try:
+        organism = sw.bind(*sw.organism())
+        cases.append(("model organism (trained)", organism))
+    except Exception as error:  # not built in this checkout
+        print(f"(model organism unavailable: {error})")
+    print(f"{n_random} random Gaussian decoder rows per unembedding; quantiles over rows\n")
+    header = f"{'unembedding':34s} {'skew 0.1%..99.9%':>20s} {'kurtosis 0.1%..99.9%':>22s} {'bimodality max':>15s}  kinds"
+    print(header)
+    for label, binding in cases:
+        rows = torch.randn(n_random, binding.d_model, generator=torch.Generator().manual_seed(0))
+        for cosine in (False, True):
+            st = sw.logit_stats(binding, rows, k=0, cosine=cosine, progress=False)
+            q = lambda col: np.quantile(st[col], [0.001, 0.999])  # noqa: E731
+            kinds = st["kind"].value_counts().to_dict()
+            name = label + (" cos" if cosine else "")
+            print(f"{name:34s} {q('skew')[0]:8.2f} .. {q('skew')[1]:6.2f}   {q('kurtosis')[0]:8.2f} .. {q('kurtosis')[1]:7.2f}"
+                  f" {st['bimodality'].max():15.3f}  {kinds}")
+    if organism is not None:
+        st = sw.logit_stats(organism, k=8, progress=False)
+        print(f"\norganism SAE features ({len(st)}): {st['kind'].value_counts().to_dict()}")
+        gt = sw.organism_ground_truth()
+        concept_features = {gt.feature(c): c for c in gt.concepts}
+        cols = ["feature", "skew", "kurtosis", "bimodality", "kind", "top_tokens"]
+        print(st[st.feature.isin(concept_features)][cols].assign(
+            concept=lambda d: d.feature.map(concept_features)).to_string(index=False, max_colwidth=70))
+        print("\nmost extreme features by kind:")
+        for kind in ("prediction", "suppression", "partition"):
+            sub = st[st.kind == kind].sort_values("skew", key=abs, ascending=False).head(3)
+            if len(sub):
+                print(sub[cols].to_string(index=False, max_colwidth=70))
 
 
 def run_worker(kind: str, args: argparse.Namespace) -> dict:
@@ -111,8 +161,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--chunk", type=int, default=None, help="features per chunk (default: sw.logit_stats' own)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--baselines", action="store_true", help="random-direction baselines for the kind thresholds")
     parser.add_argument("--worker", choices=["matmul", "stats"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.baselines:
+        baselines()
+        return
     args.features = args.features or (4096 if args.quick else D_SAE)
     args.rounds = args.rounds or (1 if args.quick else 3)
     if args.chunk is None:
@@ -131,15 +185,16 @@ def main() -> None:
     for _ in range(args.rounds):  # alternate, so load changes on a shared machine hit both
         for kind in results:
             results[kind].append(run_worker(kind, args))
-    base = statistics.median(r["seconds"] for r in results["matmul"])
+    med = lambda kind, key: statistics.median(r[key] for r in results[kind])  # noqa: E731
+    base, base_cpu = med("matmul", "seconds"), med("matmul", "cpu_seconds")
     print(f"logit statistics: {args.features:,} features x {VOCAB:,} tokens, d_model {D_MODEL}, chunk {args.chunk}, "
-          f"{args.threads} threads, median of {args.rounds} round(s)\n")
-    print(f"{'':34s} {'seconds':>9s} {'ratio':>7s} {'peak RSS MB':>12s} {'RSS after setup':>16s}")
+          f"{args.threads} threads, median of {args.rounds} round(s); load average now {os.getloadavg()[0]:.1f}\n")
+    print(f"{'':30s} {'wall s':>8s} {'ratio':>7s} {'cpu s':>8s} {'ratio':>7s} {'peak RSS MB':>12s} {'after setup':>12s}")
     for kind, label in (("matmul", "bare chunked W_dec @ W_U"), ("stats", "sw.logit_stats (k=10)")):
-        secs = statistics.median(r["seconds"] for r in results[kind])
+        secs, cpu = med(kind, "seconds"), med(kind, "cpu_seconds")
         rss = max(r["peak_rss_mb"] for r in results[kind])
         setup = max(r["setup_rss_mb"] for r in results[kind])
-        print(f"{label:34s} {secs:9.2f} {secs / base:6.2f}x {rss:12.0f} {setup:16.0f}")
+        print(f"{label:30s} {secs:8.2f} {secs / base:6.2f}x {cpu:8.2f} {cpu / base_cpu:6.2f}x {rss:12.0f} {setup:12.0f}")
     print("\nall rounds (seconds):", {k: [round(r["seconds"], 2) for r in v] for k, v in results.items()})
 
 

@@ -42,8 +42,8 @@ class Ranks:
     """Descending positions of every token, and the tie groups, for rows of weights."""
 
     ranks: np.ndarray  # rows x V: 0-based position in descending order (ties: by token id)
-    group_first: dict[int, np.ndarray]  # row -> position -> first position of its tie group
-    group_last: dict[int, np.ndarray]  # row -> position -> last position of its tie group
+    group_first: np.ndarray  # rows x K: first position of each tie group (padding: V)
+    group_last: np.ndarray  # rows x K: last position of each tie group (padding: V)
     tie_term: np.ndarray  # per row: sum over groups of (t^3 - t)
 
 
@@ -68,7 +68,7 @@ def descending_ranks(weights: np.ndarray) -> Ranks:
     rows, vocab = weights.shape
     rank_dtype = np.uint16 if vocab <= 2**16 else np.uint32
     ranks = np.empty((rows, vocab), dtype=rank_dtype)
-    first_of, last_of, tie_term = {}, {}, np.zeros(rows)
+    groups, tie_term = [], np.zeros(rows)
     positions = np.arange(vocab, dtype=rank_dtype)
     for row in range(rows):  # 1-D take/scatter are several times faster than take_along_axis
         first = np.argsort(lows[row], kind="stable")
@@ -77,24 +77,19 @@ def descending_ranks(weights: np.ndarray) -> Ranks:
         sorted_keys = keys[row].take(order)
         equal = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])  # p: position p ties with p + 1
         if equal.size:
-            first_of[row], last_of[row], tie_term[row] = _tie_groups(equal, positions)
-    return Ranks(ranks, first_of, last_of, tie_term)
-
-
-def _tie_groups(equal: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Maps position -> first / last position of its tie group, from the positions that
-    tie with their successor; and the groups' sum of t^3 - t."""
-    breaks = np.flatnonzero(np.diff(equal) != 1)
-    starts = equal[np.concatenate([[0], breaks + 1])]
-    lasts = equal[np.concatenate([breaks, [equal.size - 1]])] + 1
-    lengths = lasts - starts + 1
-    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    tied = np.repeat(starts, lengths) + offsets
-    first_of, last_of = positions.copy(), positions.copy()
-    first_of[tied] = np.repeat(starts, lengths)
-    last_of[tied] = np.repeat(lasts, lengths)
-    t = lengths.astype(np.float64)
-    return first_of, last_of, float(np.sum(t**3 - t))
+            breaks = np.flatnonzero(np.diff(equal) != 1)
+            starts = equal[np.concatenate([[0], breaks + 1])]
+            lasts = equal[np.concatenate([breaks, [equal.size - 1]])] + 1
+            t = (lasts - starts + 1).astype(np.float64)
+            tie_term[row] = np.sum(t**3 - t)
+            groups.append((row, starts, lasts))
+    width = max((g[1].size for g in groups), default=0)
+    group_first = np.full((rows, width), vocab, dtype=np.int64)
+    group_last = np.full((rows, width), vocab, dtype=np.int64)
+    for row, starts, lasts in groups:
+        group_first[row, : starts.size] = starts
+        group_last[row, : lasts.size] = lasts
+    return Ranks(ranks, group_first, group_last, tie_term)
 
 
 def smaller_sides(members: list[np.ndarray], vocab: int) -> list[tuple[np.ndarray, bool]]:
@@ -118,7 +113,8 @@ def rank_scores(
     sides: list[tuple[np.ndarray, bool]] | None = None,
 ) -> RankScores:
     """Enrichment scores and Mann-Whitney U of each set (token id arrays) in each row.
-    ``sides``: ``smaller_sides(members, V)``, to compute once for many calls."""
+    ``sides``: ``smaller_sides(members, V)``, to compute once for many calls. When the
+    highest and the lowest running sums have exactly the same magnitude, es is positive."""
     weights = np.asarray(weights, dtype=np.float32)
     rows, vocab = weights.shape
     es = np.zeros((rows, len(members)))
@@ -127,43 +123,59 @@ def rank_scores(
         return RankScores(es, u, np.zeros(0))
     ranked = descending_ranks(weights)
     kind = "stable" if ranked.ranks.dtype == np.uint16 else "quicksort"  # stable = radix sort for 16-bit
-    tied_rows = sorted(ranked.group_first)
+    has_groups = ranked.group_first.shape[1] > 0
+    group_size = ranked.group_last - ranked.group_first + 1
     for s, (ids, flipped) in enumerate(sides or smaller_sides(members, vocab)):
         m = ids.size
         n = vocab - m
         if m == 0 or n == 0:
             continue
-        positions = np.sort(np.take(ranked.ranks, ids, axis=1), axis=1, kind=kind)
-        late = early = positions  # positions for the "after" and the "before" values
-        if tied_rows:
-            late, early = positions.copy(), positions.copy()
-            for row in tied_rows:
-                late[row] = ranked.group_last[row].take(positions[row])
-                early[row] = ranked.group_first[row].take(positions[row])
         wide = np.int64 if vocab * (m + 1) >= 2**31 else np.int32
-        steps = np.arange(1, m + 1, dtype=wide) * wide(vocab) - wide(m)
+        score = np.sort(np.take(ranked.ranks, ids, axis=1), axis=1, kind=kind).astype(wide)  # member positions
+        position_sum = score.sum(axis=1, dtype=np.int64).astype(np.float64)
+        fix = _mixed_groups(score, ranked, group_size) if has_groups else None
+        if fix is not None:  # mixed tie groups: members share the group's mid-rank
+            fix_rows, fix_cols, a, b, lo, hi, lengths, naive = fix
+            np.add.at(position_sum, fix_rows[np.cumsum(lengths) - 1], (hi - lo) * (a + b) / 2 - naive)
         # after member j: S_j = j V - (r_j + 1) m = m n x running sum; before it: S_j - n
-        after = late.astype(wide)
-        after *= wide(-m)
-        after += steps
-        before = after if early is late else early.astype(wide) * wide(-m) + steps
-        high = after.max(axis=1).astype(np.int64)
-        low = before.min(axis=1).astype(np.int64) - n
-        up = high + low > 0
-        even = np.flatnonzero(high + low == 0)
-        if even.size:  # equal magnitudes: the extreme the walk reaches first (step r_j + 1 vs r_j)
-            r_top = np.take_along_axis(late[even], after[even].argmax(axis=1)[:, None], axis=1)[:, 0]
-            r_bottom = np.take_along_axis(early[even], before[even].argmin(axis=1)[:, None], axis=1)[:, 0]
-            up[even] = r_top.astype(np.int64) + 1 <= r_bottom
-        value = np.where(up, high, low) / (m * n)
-        # U = m n - sum of mid-ranks + m (m - 1) / 2; a mid-rank is (first + last position of the group) / 2
-        mid_sum = positions.sum(axis=1, dtype=np.int64).astype(np.float64)
-        for row in tied_rows:
-            mid_sum[row] = (late[row].sum(dtype=np.int64) + early[row].sum(dtype=np.int64)) / 2
-        u_side = m * n - mid_sum + m * (m - 1) / 2
+        score *= wide(-m)
+        score += np.arange(1, m + 1, dtype=wide) * wide(vocab) - wide(m)
+        if fix is not None:  # tie-aware: after a group's members = after the whole group, before = before it
+            score[fix_rows, fix_cols] = np.repeat(hi * vocab - (b + 1) * m, lengths)
+        high = score.max(axis=1).astype(np.int64)
+        if fix is not None:
+            score[fix_rows, fix_cols] = np.repeat(lo * vocab - a * m + n, lengths)
+        low = score.min(axis=1).astype(np.int64) - n
+        value = np.where(high + low >= 0, high, low) / (m * n)
+        # U = m n - sum of mid-ranks + m (m - 1) / 2
+        u_side = m * n - position_sum + m * (m - 1) / 2
         es[:, s] = -value if flipped else value
         u[:, s] = m * n - u_side if flipped else u_side
     return RankScores(es, u, ranked.tie_term)
+
+
+def _mixed_groups(positions: np.ndarray, ranked: Ranks, group_size: np.ndarray):
+    """Tie groups holding both members and non-members of a set, and the members in them:
+    (rows, columns) of those members, each group's first/last position a/b, members before
+    it (lo) and up to its end (hi), member counts, and the sum of the members' positions."""
+    lo = np.zeros(ranked.group_first.shape, dtype=np.int64)
+    hi = np.zeros(ranked.group_first.shape, dtype=np.int64)
+    for row in np.flatnonzero(ranked.group_first[:, 0] < ranked.ranks.shape[1]):
+        lo[row] = np.searchsorted(positions[row], ranked.group_first[row], side="left")
+        hi[row] = np.searchsorted(positions[row], ranked.group_last[row], side="right")
+    count = hi - lo
+    mixed_rows, mixed_groups = np.nonzero((count > 0) & (count < group_size))
+    if mixed_rows.size == 0:
+        return None
+    lo, hi = lo[mixed_rows, mixed_groups].astype(np.int64), hi[mixed_rows, mixed_groups].astype(np.int64)
+    a = ranked.group_first[mixed_rows, mixed_groups]
+    b = ranked.group_last[mixed_rows, mixed_groups]
+    lengths = hi - lo
+    starts = np.repeat(lo - np.cumsum(lengths) + lengths, lengths)
+    cols = np.arange(lengths.sum()) + starts
+    rows = np.repeat(mixed_rows, lengths)
+    naive = np.add.reduceat(positions[rows, cols].astype(np.float64), np.cumsum(lengths) - lengths)
+    return rows, cols, a, b, lo, hi, lengths, naive
 
 
 def mann_whitney_p(u: np.ndarray, m: np.ndarray, vocab: int, tie_term: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
