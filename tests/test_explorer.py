@@ -343,3 +343,36 @@ def test_slider_range_follows_decoder_norm_and_typical_activation(pair):
         assert ex.scale_range == {"max": 10.0, "linear": 0.1}
     finally:
         ex.close()
+
+
+def test_remote_path_gives_the_local_result(pair):
+    """remote="local" runs nnsight's serialisation path (what NDIF uses) in-process."""
+    model, sae = pair
+    local = sw.FeatureExplorer(model, sae, feature=6, prompt=PROMPT, max_new_tokens=4, scale=3.0)
+    remote = sw.FeatureExplorer(model, sae, feature=6, prompt=PROMPT, max_new_tokens=4, scale=3.0, remote="local")
+    try:
+        assert remote.error == "" and remote.generation["status"] == "done"
+        assert remote.generation["steered"]["tokens"] == local.generation["steered"]["tokens"]
+        assert remote.scale_range == local.scale_range
+    finally:
+        local.close()
+        remote.close()
+
+
+def test_large_saes_compute_statistics_in_the_background(pair, monkeypatch):
+    import saewidgets.widgets.explorer_data as explorer_data
+
+    monkeypatch.setattr(explorer_data, "SMALL", 0)  # treat the tiny SAE as a large one
+    model, sae = pair
+    ex = sw.FeatureExplorer(model, sae, feature=2, prompt=PROMPT, max_new_tokens=2)
+    try:
+        assert ex.wait(60)
+        assert ex.stats_progress == {} and ex.stats is not None and len(ex.stats) == 64
+        assert [f for f, _, _ in ex.rankings["skew"]][:1] == [int(ex.stats.sort_values("skew").feature.iloc[-1])]
+        assert ex.rankings["enrichment"] and "enrichment: starts_with_space" in ex.feature_info["stats"]
+    finally:
+        ex.close()
+    lens = explorer_data.FeatureLens(sw.bind(model, sae))
+    calls = []
+    lens.compute_stats(progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1] == (64, 64)  # what feeds the widget's progress bar

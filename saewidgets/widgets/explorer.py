@@ -25,6 +25,12 @@ from .generation_state import GenerationView, SteerRequest, side_from_ids, steer
 from .live import LatestRequestRunner, Superseded, Ticket, model_lock
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
+# Without the bundle (a source checkout where js/ was not built) the widget still works from
+# Python, and its view says how to build the front end.
+MISSING_ESM = """export default { render({ el }) {
+  el.textContent = "saewidgets: the front end is not built. Run `npm install && npm run build` in js/ "
+    + "(pip install -e . does it), then restart the kernel.";
+} };"""
 DEFAULT_PROMPT = "The word"
 MAX_NEW_TOKENS = 256
 STREAM_INTERVAL = 0.05  # seconds between streamed updates of a running generation
@@ -59,7 +65,10 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             current feature.
         typical_activation: a typical (e.g. max) activation per feature, a sequence or
             ``{feature: value}``; the slider then spans about twice that.
-        bins: histogram bins. debounce: seconds of quiet before a generation starts.
+        bins: histogram bins. debounce: seconds of quiet a burst of changes must end with
+            before a generation starts (a lone change starts at once).
+        remote: run generations through NDIF (``True``; ``"local"`` tests the same path
+            locally); tokens then arrive when a generation ends instead of streaming.
 
     Traits (synced with the view): ``feature``, ``scale``, ``prompt``,
     ``max_new_tokens``, ``temperature``, ``seed``, ``steering`` (list of
@@ -72,8 +81,8 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     wins); without a view, trait changes generate synchronously.
     """
 
-    _esm = STATIC / "widget.js"
-    _css = STATIC / "widget.css"
+    _esm = STATIC / "widget.js" if (STATIC / "widget.js").is_file() else MISSING_ESM
+    _css = STATIC / "widget.css" if (STATIC / "widget.css").is_file() else ""
     _kind = t.Unicode("explorer").tag(sync=True)
 
     title = t.Unicode("").tag(sync=True)
@@ -130,6 +139,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         bins: int = 60,
         debounce: float = 0.05,
         hook: Any = None,
+        remote: bool | str = False,
         **kwargs: Any,
     ) -> None:
         binding = model if isinstance(model, Binding) and sae is None else bind(model, sae, hook)
@@ -137,7 +147,8 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         self._ready = False
         self._live = False  # becomes True once a view says it is showing
         self._bins = checks.check_bins(bins)
-        self._lens = data.FeatureLens(binding, classes=classes)
+        self._remote = remote
+        self._lens = data.FeatureLens(binding, classes=classes, remote=remote)
         self._explanations = checks.normalise_explanations(explanations, binding.d_sae)
         self._typical = checks.normalise_typical_activation(typical_activation, binding.d_sae)
         self._results: OrderedDict[tuple, dict] = OrderedDict()
@@ -458,7 +469,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
                 ticket.check()
                 result = steer(self._binding, prompt=request.prompt, features=request.feature_scales(),
                                max_new_tokens=request.max_new_tokens, temperature=request.temperature,
-                               seed=request.seed, on_step=on_step, progress=False)
+                               seed=request.seed, on_step=on_step, progress=False, remote=self._remote)
         except Superseded:
             raise
         except Exception as error:  # shown in the widget, which stays usable

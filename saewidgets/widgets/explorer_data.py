@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from ..core.binding import Binding
+from ..core.binding import Binding, resid
 from .live import model_lock
 
 TOP_TOKENS = 10  # promoted / suppressed tokens shown for a feature
@@ -34,10 +34,11 @@ HIDDEN_PREFIXES = ("first_letter_", "length_", "digits_")
 class FeatureLens:
     """Logit-lens views of one Binding's features, cached for the widget."""
 
-    def __init__(self, binding: Binding, classes: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, binding: Binding, classes: Mapping[str, Any] | None = None, remote: bool | str = False) -> None:
         from ..analysis.token_classes import token_classes
 
         self.binding = binding
+        self.remote = remote
         self._reference_norm: float | None = None
         self._stats: Any = None
         self._labels: dict[int, list[str]] = {}
@@ -126,9 +127,10 @@ class FeatureLens:
         if self._reference_norm is None:
             binding = self.binding
             try:
-                with model_lock(binding.model), torch.no_grad():
-                    with binding.model.trace(REFERENCE_TEXT):
-                        h = binding.resid().save()
+                model, layout, layer, site = binding.model, binding.layout, binding.layer, binding.site
+                with model_lock(model), torch.no_grad():
+                    with model.trace(REFERENCE_TEXT, remote=self.remote):
+                        h = resid(model, layout, layer, site).save()
                 value = torch.as_tensor(h).detach().float()
                 norms = value.reshape(-1, value.shape[-1]).norm(dim=-1)
                 self._reference_norm = float(norms[1:].median() if norms.numel() > 1 else norms[0])
@@ -150,7 +152,8 @@ class FeatureLens:
         return self._stats
 
     def compute_stats(self, progress: Callable[[int, int], None] | None = None) -> None:
-        """Statistics and top tokens of every feature, in chunks (``progress(done, total)``)."""
+        """Statistics and top tokens of every feature, in chunks. With ``progress(done, total)``
+        (a background run, reported in the widget) no tqdm bar is drawn."""
         if self._stats is not None:
             return
         import pandas as pd
@@ -161,7 +164,7 @@ class FeatureLens:
         n = self.binding.d_sae
         chunk = max(16, min(4096, int(2**26 // max(1, self.binding.vocab_size))))
         frames = []
-        with tqdm(total=n, desc="feature statistics", unit="feature", disable=self.small) as bar:
+        with tqdm(total=n, desc="feature statistics", unit="feature", disable=self.small or progress is not None) as bar:
             for start in range(0, n, chunk):
                 ids = list(range(start, min(n, start + chunk)))
                 frames.append(logit_stats(self.binding, features=ids, k=SEARCH_TOKENS, progress=False))
@@ -197,7 +200,7 @@ class FeatureLens:
                 return None
             from ..analysis.enrichment import enrichment
 
-            table = enrichment(self.binding, sets=self.classes.select([token_class]), progress=not self.small)
+            table = enrichment(self.binding, sets=self.classes.select([token_class]), progress=False)
             values = np.full(self.binding.d_sae, np.nan)
             values[table["feature"].to_numpy(dtype=int)] = table["es"].to_numpy(dtype=float)
             self._enrichment[token_class] = values
