@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 import re
@@ -57,6 +58,12 @@ def test_packed_arrays_round_trip_and_are_compact():
     assert out["counts"] == counts
     assert out["logprobs"][:2] == [-0.5, -1.25] and out["logprobs"][2] != out["logprobs"][2]
     assert len(data) == 4 * len(counts) + 8  # 3 float16 padded to 8 bytes
+    again = packer.add(counts, "u4")
+    assert again == refs["counts"] and len(packer.to_bytes()) == len(data)  # stored once
+    small = packer.add([1, 2, 65535], "u2")
+    assert unpack(small, packer.to_bytes()) == [1, 2, 65535]
+    with pytest.raises(ValueError, match="do not fit"):
+        packer.add([65536], "u2")
     with pytest.raises(ValueError, match="non-negative"):
         packer.add([-1], "u4")
     with pytest.raises(ValueError, match="unknown array code"):
@@ -81,6 +88,13 @@ def test_snapshot_holds_what_the_live_explorer_computes(explorer, binding):
     assert set(item["histograms"]) == set(explorer.class_names)
     hist = item["histograms"][explorer.token_class]
     assert sum(sum(s["counts"]) for s in hist["series"]) == binding.vocab_size
+    # feature_info is stored once per feature; every class's is rebuilt exactly
+    from saewidgets.export.snapshot import ExplorerReader
+    from saewidgets.export.standalone import class_info
+
+    reader = ExplorerReader(explorer)
+    for name in explorer.class_names:
+        assert class_info(item, name) == json.loads(json.dumps(reader.feature_info(5, name)))
     # the current feature's grid holds the current scale, so the saved view keeps its text
     assert explorer.scale in doc["items"]["3"]["scales"]
     assert unpack(doc["baseline"], data)["tokens"] == explorer.generation["baseline"]["tokens"]
@@ -141,7 +155,8 @@ def test_save_html_writes_one_offline_file(explorer, tmp_path):
     assert not REMOTE.search(html), REMOTE.search(html)
     assert "connect-src 'none'" in html  # CSP: the page may not open connections
     # the widget's own bundle, inline and unchanged
-    esm = json.loads(re.search(r'data-saewidgets-esm="[^"]+">(.*?)</script>', html, re.S).group(1))
+    packed = re.search(r'data-encoding="gzip-base64" data-saewidgets-esm="[^"]+">(.*?)</script>', html, re.S)
+    esm = gzip.decompress(base64.b64decode(packed.group(1))).decode("utf-8")
     assert esm == (REPO / "saewidgets" / "static" / "widget.js").read_text(encoding="utf-8")
     [view] = [json.loads(v) for v in _scripts(html, VIEW_MIMETYPE)]
     assert view["state"]["feature"] == 3 and "_esm" not in view["state"]
@@ -168,7 +183,7 @@ def test_gallery_has_one_self_contained_view_per_feature(explorer, tmp_path):
     for view in views:
         assert list(view["state"]["precomputed"]["items"]) == [str(view["state"]["feature"])]
         assert view["state"]["generation"]["steered"]["tokens"]
-    assert html.count('<script type="application/json" data-saewidgets-esm=') == 1  # the module once
+    assert html.count(' data-saewidgets-esm="') == 1  # the module once, not per view
     assert "Feature 5" in html
     with pytest.raises(ValueError, match="features"):
         save_gallery(explorer, None, tmp_path / "g.html")

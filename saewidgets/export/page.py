@@ -7,6 +7,8 @@ own front-end module, imported from a ``blob:`` URL.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import html
 import json
 import secrets
@@ -44,8 +46,18 @@ def view_block(view: Mapping) -> str:
     return f'<script type="{VIEW_MIMETYPE}">{inline_json(without_esm(view))}</script>'
 
 
-def module_blocks(views: Iterable[Mapping]) -> str:
-    """One inline copy of each distinct widget module (and its CSS) used by ``views``."""
+def _module_block(wid: str, source: str, compress: bool) -> str:
+    attr = f'data-saewidgets-esm="{html.escape(wid)}"'
+    if not compress:
+        return f'<script type="application/json" {attr}>{inline_json(source)}</script>'
+    packed = base64.b64encode(gzip.compress(source.encode("utf-8"), compresslevel=9, mtime=0)).decode("ascii")
+    return f'<script type="application/octet-stream" data-encoding="gzip-base64" {attr}>{packed}</script>'
+
+
+def module_blocks(views: Iterable[Mapping], compress: bool = True) -> str:
+    """One inline copy of each distinct widget module (and its CSS) used by ``views``; the module
+    gzip-compressed (the page inflates it with the browser's DecompressionStream) unless ``compress``
+    is False."""
     seen: dict[str, Mapping] = {}
     for view in views:
         seen.setdefault(anywidget_id(view), view)
@@ -54,7 +66,7 @@ def module_blocks(views: Iterable[Mapping]) -> str:
         state = view.get("state", {})
         if not state.get("_esm"):
             raise ValueError(f"the saved state of {wid or 'a widget'} has no _esm module source to inline")
-        blocks.append(f'<script type="application/json" data-saewidgets-esm="{html.escape(wid)}">{inline_json(state["_esm"])}</script>')
+        blocks.append(_module_block(wid, state["_esm"], compress))
         if state.get("_css"):
             blocks.append(f'<script type="application/json" data-saewidgets-css="{html.escape(wid)}">{inline_json(state["_css"])}</script>')
     return "\n".join(blocks)

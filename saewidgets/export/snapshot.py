@@ -129,7 +129,8 @@ class ExplorerReader:
         missing = [f for f in features if f not in have]
         frames = [given[given["feature"].isin(features)]] if given is not None else []
         if missing:
-            options = {"progress": progress, **(how if isinstance(how, dict) else {})}
+            options = {"progress": progress, "remote": getattr(self.explorer, "_remote", False),
+                       **(how if isinstance(how, dict) else {})}
             with model_lock(self.explorer.binding.model):
                 frames.append(self_explain(self.explorer.binding, features=missing, **options))
         df = pd.concat(frames, ignore_index=True)
@@ -214,7 +215,7 @@ def take_snapshot(
             "scales": grids[f],
             "traits": {"scale_range": reader.scale_range(f)},
             "histograms": {c: _pack_histogram(reader.histogram(f, c), packer) for c in classes},
-            "infos": {c: reader.feature_info(f, c) for c in classes},
+            **_infos(reader, f, explorer.token_class, classes),
             "steered": [_pack_side(side, packer) for side in generations[f]],
         }
         if f in explained:
@@ -267,13 +268,29 @@ def _inputs(explorer: Any) -> dict:
     }
 
 
+def _infos(reader: ExplorerReader, feature: int, current: str, classes: list[str]) -> dict:
+    """``feature_info`` per token class, stored once: the current class's in full (``info``), the
+    others as their ``stats`` (``class_stats``) when nothing else differs, else in full (``infos``)."""
+    base = reader.feature_info(feature, current)
+    class_stats, full = {}, {}
+    for c in classes:
+        info = base if c == current else reader.feature_info(feature, c)
+        if {k: v for k, v in info.items() if k != "stats"} == {k: v for k, v in base.items() if k != "stats"}:
+            class_stats[c] = info.get("stats", {})
+        else:
+            full[c] = info
+    return {"info": base, "class_stats": class_stats, **({"infos": full} if full else {})}
+
+
 def _pack_histogram(histogram: dict, packer: Packer) -> dict:
     out = dict(histogram)
     if "edges" in out:
         out["edges"] = packer.add(out["edges"], "f4")
     if "series" in out:
         out["series"] = [
-            {**s, "counts": packer.add(s["counts"], "u4")} if "counts" in s else s for s in out["series"]
+            {**s, "counts": packer.add(s["counts"], "u2" if max(s["counts"], default=0) < 65536 else "u4")}
+            if "counts" in s else s
+            for s in out["series"]
         ]
     return out
 
@@ -306,6 +323,7 @@ def _steered_generations(explorer: Any, reader: ExplorerReader, grids: dict[int,
     prompt = explorer.prompt
     settings = dict(max_new_tokens=explorer.max_new_tokens, temperature=float(explorer.temperature), seed=explorer.seed)
     decode = reader.token_string
+    remote = getattr(explorer, "_remote", False)  # NDIF when the explorer generates there
     chunks = range(0, len(requests), batch_size)
     bar = _progress(len(requests), progress)
     sides: list[Any] = []
@@ -313,7 +331,7 @@ def _steered_generations(explorer: Any, reader: ExplorerReader, grids: dict[int,
         for lo in chunks:
             hi = min(lo + batch_size, len(requests))
             edit = ResidualEdit(binding.layer, binding.site, stacked[lo:hi])
-            result = generate(binding.model, [prompt] * (hi - lo), edit=edit, **settings)
+            result = generate(binding.model, [prompt] * (hi - lo), edit=edit, remote=remote, **settings)
             for row in range(hi - lo):
                 ids, logprobs = result.continuation(row)  # with a final EOS, as the live view shows it
                 sides.append(side_from_ids(ids, logprobs, decode))

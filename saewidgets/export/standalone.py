@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .packing import Packer, is_ref, unpack
-from .page import inline_json, standalone_page
+from .page import inline_json, module_blocks, standalone_page
 from .saved import Saved
 from .state import widget_view_state
 
@@ -64,6 +64,16 @@ def _with_state(view: dict, changes: dict, data: bytes) -> dict:
     return out
 
 
+def class_info(item: dict, token_class: str) -> dict | None:
+    """A snapshot item's ``feature_info`` for ``token_class`` (as js/src/standalone/snapshot.js builds it)."""
+    if token_class in (item.get("infos") or {}):
+        return item["infos"][token_class]
+    if "info" not in item:
+        return None
+    stats = (item.get("class_stats") or {}).get(token_class)
+    return {**item["info"], "stats": stats} if stats is not None else item["info"]
+
+
 def feature_view(view: dict, feature: int, start_scale: float | None) -> dict:
     """The explorer's saved view switched to ``feature`` (one-feature snapshot), opened at the grid
     scale nearest ``start_scale`` (None: a middling positive one, so that steering shows)."""
@@ -98,7 +108,7 @@ def feature_view(view: dict, feature: int, start_scale: float | None) -> dict:
     }
     if key is not None:
         changes["histogram"] = histograms[key]
-        changes["feature_info"] = (item.get("infos") or {}).get(key, view["state"].get("feature_info"))
+        changes["feature_info"] = class_info(item, key) or view["state"].get("feature_info")
     if item.get("self_explanation"):
         explained = item["self_explanation"]
         changes["self_explanation"] = explained[index] if isinstance(explained, list) else explained
@@ -133,7 +143,7 @@ def save_explorer_html(explorer: Any, path: str | Path, *, features: Any = None,
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     state = view["state"]
-    module = len(inline_json(state.get("_esm", ""))) + len(inline_json(state.get("_css", "")))
+    module = len(module_blocks([view]))
     snapshot = sum(len(inline_json(v["state"].get("precomputed", {}))) + sum(len(b["data"]) for b in v.get("buffers", []))
                    for v in views)
     return Saved(path, len(data), {"front-end module": module, "precomputed": snapshot,

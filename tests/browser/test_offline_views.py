@@ -42,7 +42,8 @@ PAYLOAD = {PAYLOAD!r}
 doc = copy.deepcopy(explorer.precomputed)
 item = doc["items"][str(FEATURE)]
 item["steered"][-1]["tokens"] = [" planted", PAYLOAD, " end"]
-for info in item["infos"].values():
+item["info"]["top_positive"][0][0] = PAYLOAD
+for info in item.get("infos", {}).values():
     info["top_positive"][0][0] = PAYLOAD
 explorer.precomputed = doc
 info = dict(explorer.feature_info)

@@ -13,6 +13,7 @@ function float16(bits) {
 const READERS = {
   f2: [2, (view, at) => float16(view.getUint16(at, true))],
   f4: [4, (view, at) => view.getFloat32(at, true)],
+  u2: [2, (view, at) => view.getUint16(at, true)],
   u4: [4, (view, at) => view.getUint32(at, true)],
   i4: [4, (view, at) => view.getInt32(at, true)],
 };

@@ -100,12 +100,21 @@ export function snapshotModel(model) {
     showScale(entry);
   }
 
+  /** `feature_info` for a token class: stored once per feature, with per-class statistics. */
+  function classInfo(entry, tokenClass) {
+    if (entry.infos && entry.infos[tokenClass]) return entry.infos[tokenClass];
+    if (!entry.info) return null;
+    const stats = entry.class_stats && entry.class_stats[tokenClass];
+    return stats ? { ...entry.info, stats } : entry.info;
+  }
+
   function showHistogram(entry, tokenClass) {
     const histograms = entry.histograms || {};
     const key = tokenClass in histograms ? tokenClass : Object.keys(histograms)[0];
     if (key === undefined) return;
     model.set("histogram", histograms[key]);
-    if (entry.infos && entry.infos[key]) model.set("feature_info", entry.infos[key]);
+    const info = classInfo(entry, key);
+    if (info) model.set("feature_info", info);
   }
 
   function search(query) {
@@ -113,8 +122,7 @@ export function snapshotModel(model) {
     if (!needle) return model.set("search_results", []);
     const hits = [];
     for (const [feature, entry] of Object.entries(snapshot.items)) {
-      const infos = Object.values(entry.infos || {});
-      const info = infos[0] || {};
+      const info = entry.info || {};
       const words = [info.explanation || "", ...(info.top_positive || []).map(([t]) => String(t))];
       const hit = words.find((w) => w.toLowerCase().includes(needle));
       if (hit !== undefined) hits.push([Number(feature), hit]);

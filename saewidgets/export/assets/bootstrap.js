@@ -1,8 +1,9 @@
 // saewidgets offline bootstrap: renders saved widget states in a page with no kernel and no network.
 //
-// The page holds inert JSON script elements: the module source of each widget class
-// (type application/json, attribute data-saewidgets-esm=ID, a JSON string) and one
-// element per view (type application/vnd.saewidgets.view+json: model_id, state, buffers).
+// The page holds inert script elements: the module source of each widget class
+// (attribute data-saewidgets-esm=ID; a JSON string, or with data-encoding=gzip-base64 the
+// gzip-compressed source in base64, inflated here by the browser's DecompressionStream) and
+// one element per view (type application/vnd.saewidgets.view+json: model_id, state, buffers).
 // For every view this script builds an anywidget-compatible model from the saved state
 // (binary buffers decoded to DataViews, as ipywidgets delivers them) and calls the widget
 // module's own initialize/render on an element placed right after the view's script.
@@ -72,6 +73,26 @@
     return model;
   }
 
+  async function moduleSource(node) {
+    if (node.dataset.encoding !== "gzip-base64") return JSON.parse(node.textContent);
+    if (typeof DecompressionStream === "undefined") {
+      throw new Error("this browser cannot inflate the saved module (no DecompressionStream): use a current browser");
+    }
+    const packed = new Blob([base64Bytes(node.textContent.trim())]);
+    return new Response(packed.stream().pipeThrough(new DecompressionStream("gzip"))).text();
+  }
+
+  async function loadModule(node) {
+    const url = URL.createObjectURL(new Blob([await moduleSource(node)], { type: "text/javascript" }));
+    try {
+      const mod = await import(url);
+      const def = typeof mod.default === "function" ? await mod.default() : mod.default;
+      return def || { render: mod.render };
+    } finally {
+      URL.revokeObjectURL(url);
+    }
+  }
+
   const modules = new Map();
   function widgetModule(id) {
     if (!modules.has(id)) {
@@ -79,15 +100,7 @@
         (n) => n.dataset.saewidgetsEsm === id,
       );
       if (!node) return Promise.reject(new Error(`no inline module for ${id}`));
-      const url = URL.createObjectURL(new Blob([JSON.parse(node.textContent)], { type: "text/javascript" }));
-      modules.set(
-        id,
-        import(url).then(async (mod) => {
-          URL.revokeObjectURL(url);
-          const def = typeof mod.default === "function" ? await mod.default() : mod.default;
-          return def || { render: mod.render };
-        }),
-      );
+      modules.set(id, loadModule(node));
     }
     return modules.get(id);
   }
