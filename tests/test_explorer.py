@@ -376,3 +376,27 @@ def test_large_saes_compute_statistics_in_the_background(pair, monkeypatch):
     calls = []
     lens.compute_stats(progress=lambda done, total: calls.append((done, total)))
     assert calls and calls[-1] == (64, 64)  # what feeds the widget's progress bar
+
+
+def test_on_the_model_organism_concept_classes_match_the_ground_truth():
+    try:
+        model, sae = sw.organism()
+        gt = sw.organism_ground_truth()
+    except Exception as error:  # only while the organism's files are not built yet
+        pytest.skip(f"the model organism is not available: {error}")
+    concept = "number"
+    ex = sw.FeatureExplorer(model, sae, feature=gt.feature(concept), prompt="The word", max_new_tokens=3,
+                            classes=gt.concepts, token_class=concept)
+    try:
+        assert ex.class_names[: len(gt.concepts)] == list(gt.concepts)
+        counts = {s["name"]: sum(s["counts"]) for s in ex.histogram["series"]}
+        assert counts[concept] == len(set(gt.concept_token_ids[concept]))
+        assert sum(counts.values()) == sw.bind(model, sae).vocab_size
+        ranked = ex.rankings["enrichment"]
+        assert ranked and ranked[0][1] > 0.5  # some feature's logit weights favour number words
+        expected = sw.steer(model, sae, "The word", features={gt.feature(concept): 0.0}, max_new_tokens=3,
+                            progress=False)
+        assert "".join(ex.generation["baseline"]["tokens"]) == expected.baseline + (
+            "<|endoftext|>" if expected.baseline_runs[0].ended else "")
+    finally:
+        ex.close()

@@ -477,8 +477,9 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             message = f"generation failed: {error}" if not isinstance(error, ValueError) else str(error)
             ticket.publish(lambda: self._set_generation(view.to_json(), error=message))
             return
-        view.baseline = side_from_ids(result.baseline_ids, result.baseline_logprobs, decode)
-        view.steered = side_from_ids(result.steered_ids, result.steered_logprobs, decode)
+        base, steered = result.baseline_runs[0], result.steered_runs[0]
+        view.baseline = side_from_ids(base.ids, base.logprobs, decode, base.ended)
+        view.steered = side_from_ids(steered.ids, steered.logprobs, decode, steered.ended)
         view.status, view.seconds = "done", time.perf_counter() - start
         final = view.to_json()
         _remember(self._baselines, request.baseline_key, view.baseline, 32)

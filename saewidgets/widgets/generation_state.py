@@ -50,13 +50,14 @@ class Side:
 
     tokens: list[str] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    ended: bool = False  # the last token is an end-of-sequence token
 
     def add(self, token: str, logprob: float | None) -> None:
         self.tokens.append(token)
         self.logprobs.append(None if logprob is None or not math.isfinite(logprob) else round(float(logprob), 4))
 
     def to_json(self) -> dict[str, Any]:
-        return {"tokens": list(self.tokens), "logprobs": list(self.logprobs)}
+        return {"tokens": list(self.tokens), "logprobs": list(self.logprobs), "ended": self.ended}
 
 
 @dataclass
@@ -95,8 +96,8 @@ class GenerationView:
         return out
 
 
-def side_from_ids(ids: list[int], logprobs: list[float], decode: Callable[[int], str]) -> Side:
-    side = Side()
+def side_from_ids(ids: list[int], logprobs: list[float], decode: Callable[[int], str], ended: bool = False) -> Side:
+    side = Side(ended=ended)
     for token, logprob in zip(ids, logprobs):
         side.add(decode(token), logprob)
     return side

@@ -38,7 +38,10 @@ def setup_code(tmp_path_factory) -> str:
     """Code that loads the model and SAE in the kernel: the organism when it is there,
     else a tiny random GPT-2 and SAE saved to disk."""
     if _organism_available():
-        return "model, sae = sw.organism()\nFEATURE = 1"
+        import saewidgets as sw
+
+        feature = sw.organism_ground_truth().feature("animal")
+        return f"model, sae = sw.organism()\nFEATURE = {feature}"
     import saewidgets as sw
     from tiny_models import random_sae, tiny_hf_model
 

@@ -13,8 +13,10 @@ function tokenSpans(side, reference) {
   const logprobs = side?.logprobs || [];
   return tokens.map((token, i) => {
     const differs = reference && reference.tokens && i < reference.tokens.length && reference.tokens[i] !== token;
-    const title = logprobs[i] === undefined ? JSON.stringify(String(token)) : `${JSON.stringify(String(token))}  log p = ${fmt(logprobs[i])}`;
-    return h("span", { class: ["sw-tok", differs && "sw-diff"], title }, String(token));
+    const eos = side.ended && i === tokens.length - 1;
+    const lp = logprobs[i] === undefined || logprobs[i] === null ? "" : `  log p = ${fmt(logprobs[i])}`;
+    const title = `${JSON.stringify(String(token))}${eos ? " (end of text)" : ""}${lp}`;
+    return h("span", { class: ["sw-tok", differs && "sw-diff", eos && "sw-eos"], title }, String(token));
   });
 }
 
