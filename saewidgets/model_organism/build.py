@@ -1,0 +1,150 @@
+"""Build the model organism from scratch: `python -m saewidgets.model_organism.build --out DIR`.
+
+Corpus -> BPE tokenizer -> GPT-2 -> residual activations -> TopK SAE -> evaluation ->
+ground_truth.json and REPORT.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+from transformers import GPT2LMHeadModel
+
+from .corpus import generate_corpus
+from .evaluate import definition_accuracy, icl_table, lm_loss
+from .features import best_features, concept_token_ids, firing, residuals
+from .icl import TASKS
+from .report import write_report
+from .tokenizer import EOT, multi_token_words, to_transformers, train_tokenizer
+from .stream import corpus_windows, token_stream
+from .train_lm import LMConfig, make_model, train_lm
+from .train_sae import SAEConfig, train_sae
+from .vocab import CONCEPTS, HELD_OUT
+
+DATA_DIR = Path(__file__).parent / "data"
+LAYER = 2
+HOOK_NAME = f"blocks.{LAYER}.hook_resid_pre"
+MODEL_NAME = "saewidgets-organism"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_lm(out: Path, seed: int, cfg: LMConfig) -> tuple[GPT2LMHeadModel, Tokenizer, dict]:
+    """Corpus, tokenizer and LM; saved under out/model."""
+    n_docs = cfg.steps * cfg.batch * cfg.n_ctx // 25
+    docs = generate_corpus(n_docs, seed)
+    tok = train_tokenizer(docs[:50_000], vocab_size=4096)
+    stream = token_stream(docs, tok)
+    seed_everything(seed)
+    model = make_model(tok.get_vocab_size(), tok.token_to_id(EOT), cfg)
+    losses = train_lm(model, stream, cfg, seed)
+    model.save_pretrained(out / "model")
+    to_transformers(tok).save_pretrained(out / "model")
+    info = {"corpus_docs": n_docs, "corpus_tokens": len(stream), "vocab_size": tok.get_vocab_size(),
+            "final_train_loss": sum(losses[-50:]) / 50}
+    return model, tok, info
+
+
+def load_lm(out: Path) -> tuple[GPT2LMHeadModel, Tokenizer]:
+    """Reload a previously built LM (for iterating on the SAE)."""
+    model = GPT2LMHeadModel.from_pretrained(out / "model").eval()
+    return model, Tokenizer.from_file(str(out / "model" / "tokenizer.json"))
+
+
+def build(out: Path, seed: int, lm_cfg: LMConfig, sae_cfg: SAEConfig, reuse_lm: bool = False,
+          threads: int = 2) -> dict:
+    """Run the whole pipeline; returns the ground-truth record."""
+    start = time.time()
+    torch.set_num_threads(threads)
+    out.mkdir(parents=True, exist_ok=True)
+    if reuse_lm:
+        (model, tok), lm_info = load_lm(out), json.loads((out / "lm_info.json").read_text())
+    else:
+        model, tok, lm_info = build_lm(out, seed, lm_cfg)
+        (out / "lm_info.json").write_text(json.dumps(lm_info, indent=2))
+    lm_time = time.time() - start
+
+    acts, _ = residuals(model, corpus_windows(seed + 1, 2500, tok, lm_cfg.n_ctx), LAYER)
+    sae_cfg.extra_cfg = {"hook_name": HOOK_NAME, "hook_layer": LAYER, "model_name": MODEL_NAME,
+                         "context_size": lm_cfg.n_ctx, "prepend_bos": True}
+    sae = train_sae(acts, sae_cfg, seed)
+    sae.save(out / "sae")
+
+    eval_windows = corpus_windows(seed + 2, 400, tok, lm_cfg.n_ctx)
+    val_acts, val_ids = residuals(model, eval_windows, LAYER)
+    with torch.no_grad():
+        fvu = float(((sae(val_acts) - val_acts) ** 2).sum() / ((val_acts - val_acts.mean(0)) ** 2).sum())
+    concept_ids = concept_token_ids(tok)
+    features = best_features(firing(sae.encode, val_acts), val_ids, concept_ids)
+    icl = icl_table(model, tok, TASKS, shots=(0, 3, 5), n_prompts=40, seed=seed + 3)
+    def_acc, completions = definition_accuracy(model, tok, HELD_OUT)
+    train_words = {c: [w for w in ws if w not in HELD_OUT[c]] for c, ws in CONCEPTS.items()}
+    def_acc_train, _ = definition_accuracy(model, tok, train_words)
+
+    record = {
+        "model_name": MODEL_NAME, "layer": LAYER, "hook_name": HOOK_NAME, "seed": seed,
+        "concepts": CONCEPTS, "held_out": HELD_OUT, "concept_token_ids": concept_ids,
+        "features": features.to_dict(orient="records"),
+        "icl_tasks": {n: [list(p) for p in t.pairs] for n, t in TASKS.items()},
+        "metrics": {
+            "lm_loss_held_out": lm_loss(model, eval_windows), **lm_info,
+            "sae_fvu": fvu, "sae_l0": sae.k, "sae_d_sae": sae.d_sae,
+            "icl_accuracy": icl, "definition_accuracy_held_out": def_acc,
+            "definition_accuracy_train": def_acc_train, "definition_completions": completions,
+            "multi_token_concept_words": multi_token_words(tok),
+        },
+        "build": {"seconds_total": time.time() - start, "seconds_lm": lm_time,
+                  "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
+                             f"{torch.get_num_threads()} torch threads, torch {torch.__version__}",
+                  "lm_config": asdict(lm_cfg), "sae_config": {k: v for k, v in asdict(sae_cfg).items()
+                                                              if k != "extra_cfg"}},
+    }
+    add_activation_stats(record, sae, val_acts)
+    (out / "ground_truth.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_report(record, out / "REPORT.md")
+    return record
+
+
+@torch.no_grad()
+def add_activation_stats(record: dict, sae, acts: torch.Tensor) -> None:
+    """Mean and max activation of each concept feature where it fires."""
+    for row in record["features"]:
+        a = sae.encode(acts)[:, row["feature"]]
+        row["mean_act"] = float(a[a > 0].mean()) if (a > 0).any() else 0.0
+        row["max_act"] = float(a.max())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=DATA_DIR)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=LMConfig.steps, help="LM training steps")
+    parser.add_argument("--sae-steps", type=int, default=SAEConfig.steps)
+    parser.add_argument("--d-sae", type=int, default=SAEConfig.d_sae)
+    parser.add_argument("--k", type=int, default=SAEConfig.k)
+    parser.add_argument("--reuse-lm", action="store_true", help="keep out/model, retrain the SAE")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = parser.parse_args()
+    prefixes = tuple(sorted({m for m in SAEConfig.prefixes if m < args.d_sae} | {args.d_sae}))
+    record = build(args.out, args.seed, LMConfig(steps=args.steps),
+                   SAEConfig(d_sae=args.d_sae, k=args.k, steps=args.sae_steps, prefixes=prefixes),
+                   reuse_lm=args.reuse_lm, threads=args.threads)
+    print(json.dumps({k: v for k, v in record["metrics"].items() if k != "definition_completions"},
+                     indent=1))
+
+
+if __name__ == "__main__":
+    main()

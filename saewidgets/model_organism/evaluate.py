@@ -1,0 +1,71 @@
+"""Behavioural metrics of the organism: LM loss, ICL accuracy, definition completion."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+from tokenizers import Tokenizer
+from transformers import PreTrainedModel
+
+from .icl import EVAL_TASKS, Task, format_prompt
+from .tokenizer import EOT
+from .vocab import CATEGORY_NOUN, HELD_OUT
+
+
+@torch.no_grad()
+def lm_loss(model: PreTrainedModel, windows: torch.Tensor, batch: int = 64) -> float:
+    """Mean next-token cross-entropy over `windows`."""
+    losses = [model(input_ids=windows[i:i + batch], labels=windows[i:i + batch]).loss.item()
+              for i in range(0, len(windows), batch)]
+    return sum(losses) / len(losses)
+
+
+@torch.no_grad()
+def greedy(model: PreTrainedModel, tok: Tokenizer, prompt: str, max_new_tokens: int,
+           stop: str | None = None) -> str:
+    """Greedy continuation of `<|endoftext|>` + prompt, cut at `stop`."""
+    ids = torch.tensor([[tok.token_to_id(EOT)] + tok.encode(prompt).ids])
+    out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False,
+                         pad_token_id=tok.token_to_id(EOT), attention_mask=torch.ones_like(ids))
+    text = tok.decode(out[0, ids.shape[1]:].tolist())
+    return text.split(stop)[0] if stop else text
+
+
+def icl_accuracy(model: PreTrainedModel, tok: Tokenizer, task: Task, n_shots: int,
+                 n_prompts: int, seed: int) -> float:
+    """Fraction of `x ->` queries answered exactly with `n_shots` shots of `task`."""
+    rng = random.Random(seed)
+    correct = 0
+    for _ in range(n_prompts):
+        query, answer = rng.choice(task.pairs)
+        pool = [p for p in task.pairs if p[0] != query]
+        prompt = format_prompt(rng.sample(pool, n_shots), query)
+        correct += greedy(model, tok, prompt, 6, stop="\n").strip() == answer
+    return correct / n_prompts
+
+
+def icl_table(model: PreTrainedModel, tok: Tokenizer, tasks: dict[str, Task], shots: tuple[int, ...],
+              n_prompts: int, seed: int) -> dict[str, dict[int, float]]:
+    """Accuracy per task and number of shots (0 = zero-shot)."""
+    return {name: {k: icl_accuracy(model, tok, tasks[name], k, n_prompts, seed) for k in shots}
+            for name in (*EVAL_TASKS, "copy")}
+
+
+def definition_prompt(word: str) -> str:
+    """The definition-completion prompt for `word`."""
+    return f'The word "{word}" means'
+
+
+def definition_accuracy(model: PreTrainedModel, tok: Tokenizer,
+                        words: dict[str, list[str]] = HELD_OUT) -> tuple[float, dict[str, str]]:
+    """Fraction of words completed with their category noun (`... means a colour`), and completions."""
+    completions, correct, n = {}, 0, 0
+    for concept, ws in words.items():
+        noun = CATEGORY_NOUN[concept][1]
+        for w in ws:
+            text = greedy(model, tok, definition_prompt(w), 2)
+            completions[w] = text
+            correct += text.split()[-1:] == [noun]
+            n += 1
+    return correct / n, completions

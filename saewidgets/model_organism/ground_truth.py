@@ -1,0 +1,66 @@
+"""The organism's ground truth, read from data/ground_truth.json."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+DATA_DIR = Path(__file__).parent / "data"
+MODEL_DIR = DATA_DIR / "model"
+SAE_DIR = DATA_DIR / "sae"
+
+
+@dataclass
+class GroundTruth:
+    """What is known about the organism by construction and by measurement.
+
+    concepts: concept -> its words (each a single token as " word" and "word").
+    features: one row per concept: concept, feature (SAE index), precision, recall, f1,
+        n_tokens, mean_act, max_act (activation where it fires), measured on held-out text.
+    held_out: concept -> words whose definition sentences were withheld from training.
+    concept_token_ids: concept -> token ids of its words' forms.
+    icl_tasks: task -> (x, y) pairs; prompts are `x1 -> y1\\nx2 -> y2\\n...x ->`.
+    layer, hook_name: where the SAE reads (resid_pre of block `layer` = hidden_states[layer]).
+    metrics: the build's measurements (LM loss, ICL accuracy, definition accuracy, ...).
+    """
+
+    concepts: dict[str, list[str]]
+    features: pd.DataFrame
+    held_out: dict[str, list[str]]
+    concept_token_ids: dict[str, list[int]]
+    icl_tasks: dict[str, list[tuple[str, str]]]
+    layer: int
+    hook_name: str
+    model_name: str
+    metrics: dict = field(repr=False)
+    model_path: Path = MODEL_DIR
+    sae_path: Path = SAE_DIR
+
+    def feature(self, concept: str) -> int:
+        """The SAE feature index of `concept`."""
+        return int(self.features.set_index("concept").loc[concept, "feature"])
+
+    def concept_of(self, word: str) -> str | None:
+        """The concept a word belongs to (None if not a concept word)."""
+        return next((c for c, ws in self.concepts.items() if word in ws), None)
+
+
+def load_ground_truth(data_dir: str | Path = DATA_DIR) -> GroundTruth:
+    """Parse ground_truth.json from `data_dir`."""
+    data_dir = Path(data_dir)
+    rec = json.loads((data_dir / "ground_truth.json").read_text())
+    return GroundTruth(
+        concepts=rec["concepts"], features=pd.DataFrame(rec["features"]), held_out=rec["held_out"],
+        concept_token_ids=rec["concept_token_ids"],
+        icl_tasks={k: [tuple(p) for p in v] for k, v in rec["icl_tasks"].items()},
+        layer=rec["layer"], hook_name=rec["hook_name"], model_name=rec["model_name"],
+        metrics=rec["metrics"], model_path=data_dir / "model", sae_path=data_dir / "sae",
+    )
+
+
+def organism_ground_truth() -> GroundTruth:
+    """Ground truth of the shipped organism (a fresh object per call)."""
+    return load_ground_truth(DATA_DIR)
