@@ -10,7 +10,7 @@ seen (answered from the explorer's cache). The baseline is ``sw.steer`` with
 the same settings and scales, called directly in the same kernel afterwards:
 the generation itself, without widget, comm or browser.
 
-    python benchmarks/bench_explorer_latency.py [--moves 24] [--tokens 20]
+    python benchmarks/bench_explorer_latency.py [--moves 24] [--tokens 20] [--threads N]
 """
 
 from __future__ import annotations
@@ -86,13 +86,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def run_browser(root: Path, home: Path, code: str, tokens: int, positions: list[int]):
+def run_browser(root: Path, home: Path, code: str, tokens: int, positions: list[int], threads: int | None):
     """Render the explorer in JupyterLab and time the slider moves (fresh, then seen before)."""
     from playwright.sync_api import sync_playwright
 
     with start_lab(root, home) as lab:
+        threads_code = f"import torch\ntorch.set_num_threads({threads})\n" if threads else ""
         lab.write_notebook("bench.ipynb", [
-            "import saewidgets as sw\n" + code + "\n"
+            threads_code + "import saewidgets as sw\n" + code + "\n"
             f"ex = sw.FeatureExplorer(model, sae, feature=FEATURE, prompt={PROMPT!r}, max_new_tokens={tokens})\n"
             "ex",
             # the baseline, in the same kernel: direct sw.steer calls for the scales the slider chose
@@ -125,6 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--moves", type=int, default=24, help="slider moves per pass (>= 20)")
     parser.add_argument("--tokens", type=int, default=20, help="tokens generated per move (explorer default: 20)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads in the kernel (default: torch's)")
     args = parser.parse_args()
 
     code, description = organism_code()
@@ -133,7 +135,7 @@ def main() -> None:
         root, home = Path(tmp) / "root", Path(tmp) / "home"
         root.mkdir()
         home.mkdir()
-        fresh, again, baseline, distinct = run_browser(root, home, code, args.tokens, positions)
+        fresh, again, baseline, distinct = run_browser(root, home, code, args.tokens, positions, args.threads)
     results = {
         "sw.steer in the kernel (baseline)": baseline,
         "slider -> first steered token": [r["first"] for r in fresh],
@@ -142,7 +144,11 @@ def main() -> None:
     }
     base = percentile(baseline, 0.5)
     print(f"\nExplorer latency: {description}; {args.moves} moves x {args.tokens} tokens, prompt {PROMPT!r}")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+    import torch
+
+    threads = args.threads or torch.get_num_threads()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads {threads}, "
+          f"load average {os.getloadavg()[0]:.1f}, "
           f"Python {platform.python_version()}, Chromium {CHROMIUM}")
     print(f"distinct scales: {distinct}; cache hits in the second pass: {sum(r['cached'] for r in again)}/{len(again)}\n")
     print(f"| {'measure':40s} | {'p50 ms':>8s} | {'p90 ms':>8s} | {'p50 / baseline':>14s} |")
