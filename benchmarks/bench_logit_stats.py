@@ -102,6 +102,7 @@ def baselines(n_random: int = 4096) -> None:
     """Skew / kurtosis / bimodality of random Gaussian decoder rows (the null for ``kind``)
     on each unembedding at hand, and the kinds of the organism's real SAE features."""
     import numpy as np
+    import pandas as pd
     import torch
 
     sys.path.insert(0, str(ROOT))
@@ -119,21 +120,28 @@ def baselines(n_random: int = 4096) -> None:
         cases.append(("model organism (trained)", organism))
     except Exception as error:  # not built in this checkout
         print(f"(model organism unavailable: {error})")
-    print(f"{n_random} random Gaussian decoder rows per unembedding; quantiles over rows\n")
-    header = f"{'unembedding':34s} {'skew 0.1%..99.9%':>20s} {'kurtosis 0.1%..99.9%':>22s} {'bimodality max':>15s}  kinds"
-    print(header)
+    from saewidgets.analysis.logit_kinds import feature_kinds, fixed_thresholds
+
+    print(f"{n_random} random Gaussian decoder rows per unembedding (seed 1; the kind null uses seed 0); "
+          "quantiles over rows\n")
+    print(f"{'unembedding':34s} {'skew 0.1%..99.9%':>18s} {'kurtosis 0.1%..99.9%':>21s} {'bimod. max':>10s}"
+          f"  {'kinds, fixed floors':28s} kinds, thresholds vs null (S, B)")
     for label, binding in cases:
-        rows = torch.randn(n_random, binding.d_model, generator=torch.Generator().manual_seed(0))
+        rows = torch.randn(n_random, binding.d_model, generator=torch.Generator().manual_seed(1))
         for cosine in (False, True):
             st = sw.logit_stats(binding, rows, k=0, cosine=cosine, progress=False)
             q = lambda col: np.quantile(st[col], [0.001, 0.999])  # noqa: E731
-            kinds = st["kind"].value_counts().to_dict()
+            fixed = pd.Series(feature_kinds(st["skew"], st["kurtosis"], fixed_thresholds())).value_counts().to_dict()
+            t = st.attrs["kind_thresholds"]
             name = label + (" cos" if cosine else "")
-            print(f"{name:34s} {q('skew')[0]:8.2f} .. {q('skew')[1]:6.2f}   {q('kurtosis')[0]:8.2f} .. {q('kurtosis')[1]:7.2f}"
-                  f" {st['bimodality'].max():15.3f}  {kinds}")
+            print(f"{name:34s} {q('skew')[0]:7.2f} ..{q('skew')[1]:6.2f}   {q('kurtosis')[0]:7.2f} ..{q('kurtosis')[1]:7.2f}"
+                  f" {st['bimodality'].max():10.3f}  {str(fixed):28s} {st['kind'].value_counts().to_dict()} "
+                  f"({t['skew']:.2f}, {t['bimodality']:.2f})")
     if organism is not None:
         st = sw.logit_stats(organism, k=8, progress=False)
-        print(f"\norganism SAE features ({len(st)}): {st['kind'].value_counts().to_dict()}")
+        fixed = pd.Series(feature_kinds(st["skew"], st["kurtosis"], fixed_thresholds())).value_counts().to_dict()
+        print(f"\norganism SAE features ({len(st)}): {st['kind'].value_counts().to_dict()} "
+              f"(fixed floors alone: {fixed}); thresholds {st.attrs['kind_thresholds']}")
         gt = sw.organism_ground_truth()
         concept_features = {gt.feature(c): c for c in gt.concepts}
         cols = ["feature", "skew", "kurtosis", "bimodality", "kind", "top_tokens"]

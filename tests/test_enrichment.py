@@ -4,12 +4,13 @@ significance test against scipy, and the end-to-end API on real (tiny) models.""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
-from scipy.stats import mannwhitneyu
+from scipy.stats import ks_2samp, kstwobign, mannwhitneyu
 
 import saewidgets as sw
-from saewidgets.analysis.logit_ranks import benjamini_hochberg, mann_whitney_p, rank_scores
+from saewidgets.analysis.logit_ranks import benjamini_hochberg, ks_p_value, mann_whitney_p, rank_scores
 from tiny_models import random_sae, tiny_model
 
 
@@ -145,6 +146,21 @@ def test_large_vocabulary_uses_wide_ranks():
     assert_same_scores(rank_scores(weights, sets).es, running, atol=1e-9)
 
 
+def test_es_magnitude_is_the_two_sample_ks_statistic_even_with_ties(data):
+    weights, sets = data
+    tied = np.round(weights[:3] * 4) / 4
+    scores = rank_scores(tied.astype(np.float32), sets)
+    for row in range(3):
+        for col, ids in enumerate(sets[:4]):
+            member = np.zeros(tied.shape[1], bool)
+            member[ids] = True
+            assert abs(scores.es[row, col]) == pytest.approx(ks_2samp(tied[row, member], tied[row, ~member]).statistic, abs=1e-12)
+    p, log10_p = ks_p_value(np.array([[0.0, 0.2, 0.9]]), np.array([[40.0]]), 1000)
+    x = np.array([0.0, 0.2, 0.9]) * np.sqrt(40 * 960 / 1000)
+    np.testing.assert_allclose(p[0], kstwobign.sf(x), rtol=1e-12)
+    np.testing.assert_allclose(log10_p[0, 1:], np.log10(kstwobign.sf(x[1:])), rtol=1e-9)
+
+
 def test_benjamini_hochberg_by_hand():
     p = np.array([0.01, 0.04, 0.03, 0.2])
     # sorted 0.01, 0.03, 0.04, 0.2 -> 0.04, 0.06, 0.0533, 0.2 -> running min from the top
@@ -160,7 +176,8 @@ def binding():
 def test_enrichment_table_matches_the_reference_on_model_weights(binding):
     classes = sw.token_classes(binding).select(["starts_with_space", "lower", "digits", "punctuation"])
     table = sw.enrichment(binding, list(range(20)), classes, chunk_size=6, progress=False)
-    assert list(table.columns) == ["feature", "set", "size", "es", "direction", "auroc", "z", "p_value", "log10_p", "q_value"]
+    assert list(table.columns) == ["feature", "set", "size", "es", "direction", "ks_p", "ks_q", "log10_ks_p",
+                                   "auroc", "z", "p_value", "q_value", "log10_p"]
     assert len(table) == 20 * 4
     weights = sw.logit_weights(binding, list(range(20))).numpy()
     sets = [classes.ids(n) for n in classes]
@@ -173,6 +190,10 @@ def test_enrichment_table_matches_the_reference_on_model_weights(binding):
     row = table[(table.feature == 5) & (table.set == "digits")].iloc[0]
     assert row.auroc == pytest.approx(ref.statistic / (member.sum() * (~member).sum()))
     assert row.p_value == pytest.approx(ref.pvalue, rel=1e-6)
+    ks = ks_2samp(weights[5, member], weights[5, ~member], method="asymp")
+    assert abs(row.es) == pytest.approx(ks.statistic, abs=1e-9)  # |es| is the two-sample KS statistic
+    en = member.sum() * (~member).sum() / member.size
+    assert row.ks_p == pytest.approx(kstwobign.sf(np.sqrt(en) * ks.statistic), rel=1e-9)
 
 
 def test_a_planted_direction_is_found(binding):
@@ -196,6 +217,9 @@ def test_set_inputs_and_errors(binding):
     np.testing.assert_allclose(by_names.es, by_mapping.es)
     default = sw.enrichment(binding.model, binding.sae, [1], progress=False)
     assert "starts_with_space" in set(default.set)
+    every = sw.enrichment(binding, None, ["digits"], progress=False)  # None: every feature
+    assert len(every) == binding.d_sae and set(every.set) == {"digits"}
+    assert len(sw.enrichment(binding, features=[3], sets=["digits"], progress=False)) == 1
     with pytest.warns(UserWarning, match="dropped.*empty_set \\(empty\\).*everything \\(every token\\)"):
         sw.enrichment(binding, [1], {"empty_set": [], "everything": np.ones(V, bool), "digits": classes["digits"]}, progress=False)
     with pytest.raises(ValueError, match="no usable token set"), pytest.warns(UserWarning):
@@ -212,8 +236,8 @@ def test_set_inputs_and_errors(binding):
         sw.enrichment(binding, [999], ["digits"], progress=False)
 
 
-def test_organism_concept_features_are_enriched_for_their_own_words():
-    """Ground truth: each concept feature's most enriched concept word list is its own concept."""
+@pytest.fixture(scope="module")
+def organism():
     try:
         gt = sw.organism_ground_truth()
         model, sae = sw.organism()
@@ -222,12 +246,80 @@ def test_organism_concept_features_are_enriched_for_their_own_words():
     binding = sw.bind(model, sae)
     classes = sw.token_classes(binding)
     for concept, words in gt.concepts.items():
-        classes.add_words(f"concept:{concept}", words)
-    sets = classes.select([f"concept:{c}" for c in gt.concepts])
-    features = [gt.feature(c) for c in gt.concepts]
-    table = sw.enrichment(binding, features, sets, progress=False)
-    for concept, feature in zip(gt.concepts, features):
-        rows = table[table.feature == feature]
-        best = rows.sort_values("es", ascending=False).iloc[0]
-        assert best.set == f"concept:{concept}", (concept, rows[["set", "es", "auroc"]].to_string())
-        assert best.direction == "promoted" and best.q_value < 0.01
+        classes.add_words(concept, words)
+    return gt, binding, classes.select(list(gt.concepts))
+
+
+def _context_activations(binding, concepts):
+    """SAE activations at the last token of each concept's left contexts (the organism's
+    templates, cut just before the concept word: where the world predicts that concept)."""
+    from saewidgets.model_organism.templates import CONTEXTS
+
+    prompts, labels = [], []
+    for concept in concepts:
+        for template in CONTEXTS[concept]:
+            prefix = template.split("{w}")[0].replace("{a}", "an" if concept == "animal" else "a").rstrip()
+            if prefix:
+                prompts.append(prefix)
+                labels.append(concept)
+    lengths = [len(binding.tokenizer(p).input_ids) for p in prompts]
+    acts = torch.zeros(len(prompts), binding.d_sae)
+    for length in sorted(set(lengths)):  # same-length batches: no padding
+        batch = [i for i, n in enumerate(lengths) if n == length]
+        with torch.no_grad(), binding.model.trace([prompts[i] for i in batch]):
+            resid = binding.resid().save()
+        acts[batch] = binding.sae.encode(resid[:, -1])
+    return acts.numpy(), np.array(labels)
+
+
+def test_organism_prediction_features_are_enriched_for_the_concept_they_predict(organism):
+    """Ground truth from the organism's world. For each concept, take the SAE feature most
+    selectively active where a template's left context calls for that concept next (read
+    from activations, the input side); its logit lens (the output side) must be enriched
+    for that concept's words above every other concept's."""
+    gt, binding, sets = organism
+    concepts = list(gt.concepts)
+    acts, labels = _context_activations(binding, concepts)
+    mean = np.stack([acts[labels == c].mean(axis=0) for c in concepts])
+    chosen = {}
+    for i, concept in enumerate(concepts):
+        selectivity = mean[i] - np.delete(mean, i, axis=0).max(axis=0)
+        chosen[concept] = int(selectivity.argmax())
+    table = sw.enrichment(binding, list(chosen.values()), sets, progress=False)
+    hits = []
+    for concept, feature in chosen.items():
+        rows = table[table.feature == feature].set_index("set")
+        if rows.es.idxmax() == concept and rows.loc[concept, "ks_q"] < 1e-3:
+            hits.append(concept)
+    assert len(hits) >= 8, (hits, chosen)
+
+
+def test_organism_concept_features_predict_what_follows_their_concept(organism):
+    """The ground truth's concept features fire ON a concept's words, so their logit lens
+    shows what follows those words in this world, not necessarily the words themselves:
+    the templates put colours before vehicles ("The {colour} {vehicle} took...") and
+    numbers before colours ("{number} {colour} boats")."""
+    gt, binding, sets = organism
+    table = sw.enrichment(binding, [gt.feature("colour"), gt.feature("number")], sets, progress=False)
+    colour = table[table.feature == gt.feature("colour")].set_index("set")
+    number = table[table.feature == gt.feature("number")].set_index("set")
+    assert colour.es.idxmax() == "vehicle" and colour.loc["vehicle", "ks_q"] < 1e-3 and colour.loc["colour", "es"] < 0
+    assert number.es.idxmax() == "colour" and number.loc["colour", "ks_q"] < 1e-3
+
+
+def test_organism_kinds_against_random_directions(organism):
+    gt, binding, sets = organism
+    stats = sw.logit_stats(binding, k=10, progress=False)
+    thresholds = stats.attrs["kind_thresholds"]
+    assert thresholds["bimodality"] > 0.75  # random directions already split this clustered vocabulary
+    fixed = sw.logit_stats(binding, k=0, random_baseline=False, progress=False)
+    assert (fixed.kind == "partition").sum() > 5 * max(1, (stats.kind == "partition").sum())
+    predictions = stats[stats.kind == "prediction"]
+    assert len(predictions) >= 3
+    concept_of = {w: c for c, ws in gt.concepts.items() for w in ws}
+    # the prediction features mostly promote words of one concept
+    pure = [max(pd.Series([concept_of.get(t.strip()) for t in tops]).value_counts(), default=0) >= 6
+            for tops in predictions.top_tokens]
+    assert sum(pure) >= 3, predictions[["feature", "top_tokens"]]
+    random_rows = torch.randn(512, binding.d_model, generator=torch.Generator().manual_seed(7))
+    assert (sw.logit_stats(binding, random_rows, k=0, progress=False).kind != "none").mean() < 0.02

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .logit_core import auto_chunk, feature_spec, iter_weights, resolve, unembedding
-from .logit_ranks import RankScores, benjamini_hochberg, mann_whitney_p, rank_scores, smaller_sides
+from .logit_core import NOT_GIVEN, auto_chunk, feature_spec, iter_weights, resolve, unembedding
+from .logit_ranks import RankScores, benjamini_hochberg, ks_p_value, mann_whitney_p, rank_scores, smaller_sides
 from .token_classes import TokenClasses, token_classes
 
 # The reference's built-in token sets that exist for every tokenizer.
@@ -27,7 +27,7 @@ DEFAULT_SETS = (
 
 def enrichment(
     model: Any,
-    sae: Any = None,
+    sae: Any = NOT_GIVEN,
     features: Any = None,
     sets: Any = None,
     *,
@@ -52,11 +52,15 @@ def enrichment(
                   otherwise), SIGNED: the running sum of largest magnitude. |es| is the
                   reference's score; es > 0 when members gather among promoted tokens.
       direction   "promoted" (es > 0) or "suppressed" (es < 0)
+      ks_p        |es| is exactly the two-sample Kolmogorov-Smirnov statistic of members
+                  vs the rest: Smirnov's asymptotic two-sided p-value (scipy.stats.kstwobign);
+                  sensitive to part of the set sitting at one end
       auroc       P(w_f of a member > w_f of a non-member) (Mann-Whitney U / (|S| (V-|S|)))
       z, p_value  two-sided Mann-Whitney test, normal approximation with tie and
                   continuity corrections (as scipy.stats.mannwhitneyu "asymptotic");
-                  log10_p stays finite where p underflows
-      q_value     Benjamini-Hochberg across every row of this table
+                  sensitive to the whole set shifting
+      ks_q, q_value  Benjamini-Hochberg q-values of ks_p / p_value across every row of
+                  this table; log10_ks_p, log10_p stay finite where p underflows
     Exact ties between weights count as one step of the walk (and mid-ranks for U),
     so no tie order is assumed (see ``logit_ranks``). The weights stream in chunks
     (matmul on the model's device, ranks on the CPU, ``workers`` threads);
@@ -88,6 +92,7 @@ def enrichment_table(
     """The tidy result table from raw rank scores (features x sets)."""
     n_f, n_s = scores.es.shape
     z, p, log10_p = mann_whitney_p(scores.u, sizes[None, :], vocab, scores.tie_term)
+    ks_p, log10_ks_p = ks_p_value(scores.es, sizes[None, :], vocab)
     auroc = scores.u / (sizes * (vocab - sizes))[None, :]
     es = scores.es.reshape(-1)
     return pd.DataFrame(
@@ -97,11 +102,14 @@ def enrichment_table(
             "size": np.tile(sizes.astype(np.int64), n_f),
             "es": es,
             "direction": np.where(es > 0, "promoted", np.where(es < 0, "suppressed", "none")),
+            "ks_p": ks_p.reshape(-1),
+            "ks_q": benjamini_hochberg(ks_p.reshape(-1)),
+            "log10_ks_p": log10_ks_p.reshape(-1),
             "auroc": auroc.reshape(-1),
             "z": z.reshape(-1),
             "p_value": p.reshape(-1),
-            "log10_p": log10_p.reshape(-1),
             "q_value": benjamini_hochberg(p.reshape(-1)),
+            "log10_p": log10_p.reshape(-1),
         }
     )
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .logit_lens import logit_weights
-from .logit_core import resolve
+from .logit_core import NOT_GIVEN, resolve
 from .token_classes import TokenClasses
 from .token_classes import token_classes as build_token_classes
 
@@ -22,7 +22,7 @@ _GREY = "#8a8f98"  # readable on white and on dark notebook themes
 
 def logit_histogram(
     model: Any,
-    sae: Any = None,
+    sae: Any = NOT_GIVEN,
     feature: Any = None,
     *,
     classes: str | Sequence[str] | None = "starts_with_space",
@@ -90,7 +90,7 @@ def logit_histogram(
 
 def logit_histogram_chart(
     hist_or_model: Any,
-    sae: Any = None,
+    sae: Any = NOT_GIVEN,
     feature: Any = None,
     *,
     classes: str | Sequence[str] | None = "starts_with_space",

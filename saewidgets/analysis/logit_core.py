@@ -16,21 +16,32 @@ from ..core.sae import SAE
 CHUNK_BYTES = 64 * 2**20
 
 
+class _NotGiven:
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+NOT_GIVEN: Any = _NotGiven()  # default of the ``sae`` argument: tells "(binding, None, x)" from keywords
+
+
 def resolve(model: Any, sae: Any, *rest: Any) -> tuple[Binding, tuple[Any, ...]]:
     """``(model, sae, *rest)`` or ``(binding, *rest)`` -> ``(binding, rest)``.
 
-    With a ``Binding`` first, the ``sae`` slot holds the first of ``rest`` (so
-    ``f(binding, 3)`` means feature 3); the last slot must then be left empty.
+    With a ``Binding`` first, a positional value in the ``sae`` slot is the first of
+    ``rest`` (so ``f(binding, 3)`` means feature 3 and ``f(binding, None, sets)`` means
+    all features); the last slot must then be left empty.
     """
     if isinstance(model, Binding):
-        if sae is None or isinstance(sae, (SAE, Binding)):
-            if isinstance(sae, SAE) and sae is not model.sae:
+        if sae is NOT_GIVEN or isinstance(sae, Binding):
+            return model, rest
+        if isinstance(sae, SAE):
+            if sae is not model.sae:
                 raise ValueError("got a Binding and a different SAE; pass either (model, sae) or a Binding")
             return model, rest
         if rest and rest[-1] is not None:
             raise TypeError("too many positional arguments: with a Binding, leave out the sae argument")
         return model, (sae, *rest[:-1])
-    if sae is None:
+    if sae is None or sae is NOT_GIVEN:
         raise ValueError("no SAE given: pass (model, sae) or a Binding from sw.bind(model, sae)")
     if not isinstance(sae, (SAE, Binding)):
         raise TypeError(f"expected an sw.SAE (or a Binding) as the second argument, got {type(sae).__name__}")

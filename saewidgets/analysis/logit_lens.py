@@ -40,19 +40,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .logit_core import auto_chunk, feature_spec, iter_weights, resolve, unembedding
+from .logit_core import NOT_GIVEN, auto_chunk, feature_spec, iter_weights, resolve, unembedding
+from .logit_kinds import bimodality as bimodality_of
+from .logit_kinds import feature_kinds, fixed_thresholds, kind_thresholds
 from .token_strings import tokenizer_strings
-
-# Kind thresholds (plain kurtosis; bimodality = (skew^2 + 1) / kurtosis). Random Gaussian decoder
-# rows stay near skew 0, kurtosis 3, bimodality 1/3 (measured in benchmarks/README.md).
-PREDICTION_SKEW = 2.0  # |skew| at least this, with
-HEAVY_KURTOSIS = 6.0  # kurtosis at least this: a small group of tokens far out on one side
-PARTITION_BIMODALITY = 5 / 9  # Sarle's coefficient above a uniform's: two separated groups
-
 
 def logit_weights(
     model: Any,
-    sae: Any = None,
+    sae: Any = NOT_GIVEN,
     features: Any = None,
     *,
     cosine: bool = False,
@@ -79,7 +74,7 @@ def logit_weights(
 
 def logit_stats(
     model: Any,
-    sae: Any = None,
+    sae: Any = NOT_GIVEN,
     features: Any = None,
     *,
     k: int = 10,
@@ -87,6 +82,7 @@ def logit_stats(
     fold_norm: bool = True,
     chunk_size: int | None = None,
     device: Any = None,
+    random_baseline: bool = True,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Per-feature statistics of the logit weights over the vocabulary, one row per feature.
@@ -99,18 +95,20 @@ def logit_stats(
     spikes), ``kind``, and the ``k`` most promoted / suppressed tokens
     (``top_tokens``, ``top_values``, ``top_ids``, ``bottom_*``).
 
-    ``kind`` (checked in this order; thresholds are module constants):
-      prediction   skew >= 2 and kurtosis >= 6: a small group of tokens (a few %
-                   at most) strongly promoted, far from the rest
-      suppression  skew <= -2 and kurtosis >= 6: the same, suppressed
-      partition    bimodality >= 5/9 (above a uniform distribution's): the vocabulary
-                   splits into two separated groups, one promoted and one suppressed
-                   (e.g. tokens with and without a leading space); for two Gaussian
-                   groups that means about 3.5+ standard deviations apart, for
-                   splits from 50/50 to about 90/10
+    ``kind`` (checked in this order):
+      prediction   skew >= S and kurtosis >= 6: a small group of tokens (a few % at
+                   most) strongly promoted, far from the rest
+      suppression  skew <= -S and kurtosis >= 6: the same, suppressed
+      partition    bimodality >= B: the vocabulary splits into two separated groups,
+                   one promoted, one suppressed (e.g. tokens with and without a
+                   leading space); for two Gaussian groups at B = 5/9 that means
+                   about 3.5+ standard deviations apart, for splits from 50/50 to 90/10
       none         otherwise (including features with constant weights)
-    Random Gaussian decoder rows stay near skew 0, kurtosis 3, bimodality 1/3, far
-    from every threshold (see benchmarks/README.md for the measured baselines).
+    S = max(2, largest |skew|) and B = max(5/9, largest bimodality) over 512 random
+    Gaussian decoder rows against the same unembedding (``random_baseline=False``:
+    just the floors 2 and 5/9), so no random direction gets a kind; see
+    ``saewidgets.analysis.logit_kinds``. The values used are in
+    ``result.attrs["kind_thresholds"]``.
 
     Streams over features in chunks (never d_sae x vocab at once), with a
     progress bar; computes on the model's device unless ``device`` is given.
@@ -137,9 +135,8 @@ def logit_stats(
         moments[rows] = _moments(weights, scratch).cpu().numpy()
     mean, std, skew, kurtosis = moments.T
     strings = _strings(binding, vocab)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        bimodality = (skew**2 + 1) / kurtosis
-    return pd.DataFrame(
+    thresholds = kind_thresholds(binding, lens, cosine, fold_norm, _moments) if random_baseline else fixed_thresholds()
+    table = pd.DataFrame(
         {
             "feature": np.asarray(spec.ids, dtype=np.int64),
             "mean": mean,
@@ -147,8 +144,8 @@ def logit_stats(
             "skew": skew,
             "kurtosis": kurtosis,
             "excess_kurtosis": kurtosis - 3,
-            "bimodality": bimodality,
-            "kind": feature_kinds(skew, kurtosis),
+            "bimodality": bimodality_of(skew, kurtosis),
+            "kind": feature_kinds(skew, kurtosis, thresholds),
             "top_tokens": [[strings[i] for i in row] for row in top_i],
             "top_values": top_v.tolist(),
             "top_ids": top_i.tolist(),
@@ -157,19 +154,8 @@ def logit_stats(
             "bottom_ids": bot_i.tolist(),
         }
     )
-
-
-def feature_kinds(skew: np.ndarray, kurtosis: np.ndarray) -> np.ndarray:
-    """"prediction" / "suppression" / "partition" / "none" from skew and plain kurtosis."""
-    skew, kurtosis = np.asarray(skew, dtype=np.float64), np.asarray(kurtosis, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        bimodality = (skew**2 + 1) / kurtosis
-        heavy = kurtosis >= HEAVY_KURTOSIS
-        kinds = np.full(skew.shape, "none", dtype=object)
-        kinds[bimodality >= PARTITION_BIMODALITY] = "partition"
-        kinds[heavy & (skew <= -PREDICTION_SKEW)] = "suppression"
-        kinds[heavy & (skew >= PREDICTION_SKEW)] = "prediction"
-    return kinds
+    table.attrs["kind_thresholds"] = thresholds
+    return table
 
 
 def _moments(weights: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:

@@ -194,6 +194,32 @@ def mann_whitney_p(u: np.ndarray, m: np.ndarray, vocab: int, tie_term: np.ndarra
     return signed_z, np.exp(log_p), log_p / math.log(10.0)
 
 
+def ks_p_value(es: np.ndarray, m: np.ndarray, vocab: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(p, log10_p)`` of the two-sample Kolmogorov-Smirnov test for ``|es|``.
+
+    ``|es|`` is exactly the two-sample KS statistic D of members against non-members
+    (the running sum is the difference of their empirical CDFs). Smirnov's asymptotic
+    p-value: ``Q(sqrt(m n / V) D)`` with ``Q(x) = 2 sum_k (-1)^(k-1) exp(-2 k^2 x^2)``
+    (``scipy.stats.kstwobign.sf``); good for sets of a few dozen tokens and up.
+    """
+    x = np.abs(np.asarray(es, dtype=np.float64)) * np.sqrt(m * (vocab - m) / vocab)
+    x = np.broadcast_to(x, np.broadcast_shapes(x.shape, np.shape(m))).copy()
+    log_p = np.zeros_like(x)
+    large = x >= 1.0
+    k = np.arange(1, 12)[:, None]
+    xl = x[large][None, :]
+    # log Q = log 2 - 2 x^2 + log(1 - e^{-6x^2} + e^{-16x^2} - ...), stable for any large x
+    tail = np.sum((-1.0) ** (k - 1) * np.exp(-2.0 * (k**2 - 1) * xl**2), axis=0)
+    log_p[large] = math.log(2.0) - 2.0 * xl[0] ** 2 + np.log(tail)
+    small = ~large & (x > 0)
+    xs = x[small][None, :]
+    odd = 2 * k - 1
+    cdf = math.sqrt(2 * math.pi) / xs[0] * np.sum(np.exp(-(odd**2) * math.pi**2 / (8 * xs**2)), axis=0)
+    log_p[small] = np.log(np.clip(1.0 - cdf, 1e-300, 1.0))
+    log_p = np.minimum(log_p, 0.0)
+    return np.exp(log_p), log_p / math.log(10.0)
+
+
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     """Benjamini-Hochberg q-values of a flat array of p-values."""
     p = np.asarray(p, dtype=np.float64).reshape(-1)
