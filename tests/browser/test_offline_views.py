@@ -37,8 +37,8 @@ OUT = "exported" """
 
 # Appended to the notebook: a hostile token string, as a generated token at the top of the
 # grid and as the most promoted token in every token class, then a standalone file of it.
-PLANT = f"""import copy
-PAYLOAD = {PAYLOAD!r}
+PLANT = """import copy
+PAYLOAD = __PAYLOAD__
 doc = copy.deepcopy(explorer.precomputed)
 item = doc["items"][str(FEATURE)]
 item["steered"][-1]["tokens"] = [" planted", PAYLOAD, " end"]
@@ -51,7 +51,7 @@ info["top_positive"] = [[PAYLOAD, 9.5]] + info["top_positive"][1:]
 explorer.feature_info = info
 print(explorer.save_html("planted.html"))
 print(json.dumps(item["scales"]))
-display(explorer)"""
+display(explorer)""".replace("__PAYLOAD__", repr(PAYLOAD))
 
 
 @pytest.fixture(scope="module")
