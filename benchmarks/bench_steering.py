@@ -4,8 +4,8 @@ Model: a GPT-2-small-shaped random transformer (transformers GPT2Config defaults
 x 768, vocab 50257), the tiny test BPE tokenizer (its ids fit the vocabulary), a random SAE
 at resid_pre of layer 6, greedy decoding of 32 new tokens (EOS does not stop generation).
 Every row is measured in the same run, the variants interleaved in each repeat; the table
-shows medians and their ratio against the baseline named in each row, and the ratio of the
-fastest runs (less sensitive to other processes on a shared machine). On a busy 2-core
+shows median wall times and their ratio against the baseline named in each row, and the
+same for process CPU time (less sensitive to other processes on a shared machine). On a busy 2-core
 machine, 2 torch threads can stall on each other (ten times slower, erratic): use
 ``--threads 1`` there. The hook baseline runs on a copy of the model that nnsight never wrapped.
 
@@ -51,18 +51,23 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(variants: dict[str, Callable[[], object]], repeats: int, device: str) -> dict[str, list[float]]:
-    """Seconds per call of each variant; variants interleaved within each repeat, one warm-up round."""
-    times: dict[str, list[float]] = {name: [] for name in variants}
+def measure(variants: dict[str, Callable[[], object]], repeats: int, device: str) -> dict[str, dict[str, float]]:
+    """Median wall and process-CPU seconds per call of each variant.
+
+    The variants are interleaved within each repeat, after one warm-up round.
+    """
+    wall: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     for round_ in range(repeats + 1):
         for name, fn in variants.items():
             sync(device)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
             sync(device)
             if round_:
-                times[name].append(time.perf_counter() - start)
-    return times
+                wall[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
+    return {name: dict(wall=statistics.median(wall[name]), cpu=statistics.median(cpu[name])) for name in variants}
 
 
 def main() -> None:
@@ -73,6 +78,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # random weights otherwise hit slow denormal floats on x86
     repeats = args.repeats or (2 if args.quick else 7)
     n = 8 if args.quick else 32
 
@@ -138,9 +144,7 @@ def main() -> None:
     assert result.steered_ids == reference[1, : len(result.steered_ids)].tolist(), "steered tokens differ"
     assert result.baseline_ids == reference[0, : len(result.baseline_ids)].tolist(), "baseline tokens differ"
 
-    times = measure(variants, repeats, args.device)
-    med = {name: statistics.median(t) for name, t in times.items()}
-    low = {name: min(t) for name, t in times.items()}
+    t = measure(variants, repeats, args.device)
     rows = [
         ("(a) sw.steer (baseline+steered)", "sw.steer (baseline+steered)", "hook, 2 rows"),
         ("(a) helper, 1 steered row", "helper, 1 steered row", "hook, 1 row"),
@@ -151,10 +155,12 @@ def main() -> None:
           f"device {args.device}, median of {repeats}")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'measurement':34} {'ours (s)':>9} {'baseline (s)':>13} {'ratio':>6} {'ratio of mins':>14}  baseline")
+    print(f"{'measurement':32} {'ours s':>7} {'base s':>7} {'ratio':>6} {'ours cpu':>9} {'base cpu':>9} "
+          f"{'cpu ratio':>9}  baseline")
     for label, ours, base in rows:
-        print(f"{label:34} {med[ours]:9.3f} {med[base]:13.3f} {med[ours] / med[base]:6.2f} "
-              f"{low[ours] / low[base]:14.2f}  {base}")
+        o, b = t[ours], t[base]
+        print(f"{label:32} {o['wall']:7.3f} {b['wall']:7.3f} {o['wall'] / b['wall']:6.2f} {o['cpu']:9.3f} "
+              f"{b['cpu']:9.3f} {o['cpu'] / b['cpu']:9.2f}  {base}")
 
 
 if __name__ == "__main__":

@@ -322,3 +322,44 @@ def test_generation_helper_edits_chosen_prompt_positions(gpt2, mode):
     torch.testing.assert_close(out.logprobs, ref_lps, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="position 9 is outside prompt 1"):
         generate(gpt2, prompts, edit=ResidualEdit(1, "resid_pre", vectors, [[0], [9]]), max_new_tokens=1)
+
+
+def test_prepend_bos(gpt2):
+    b = binding_for(gpt2)
+    bos = gpt2.tokenizer.bos_token_id
+    with_bos = sw.steer(b, prompt=PROMPTS, features={3: 6.0}, max_new_tokens=N, prepend_bos=True)
+    assert all(ids[0] == bos for ids in with_bos.prompt_ids) and with_bos.settings["prepend_bos"]
+    as_text = sw.steer(b, prompt=[gpt2.tokenizer.bos_token + p for p in PROMPTS], features={3: 6.0}, max_new_tokens=N)
+    assert as_text.prompt_ids == with_bos.prompt_ids and as_text.steered_ids == with_bos.steered_ids
+    without = sw.steer(b, prompt=PROMPTS, features={3: 6.0}, max_new_tokens=N)  # this SAE has no prepend_bos
+    assert [ids[1:] for ids in with_bos.prompt_ids] == without.prompt_ids
+
+
+# -- the built-in model organism (a trained GPT-2 with known concept features) ------------------
+
+def _organism():
+    from saewidgets.model_organism.ground_truth import MODEL_DIR
+
+    if not (MODEL_DIR / "config.json").is_file():
+        pytest.skip("the model organism's files are not built (saewidgets/model_organism/data)")
+    return sw.organism(), sw.organism_ground_truth()
+
+
+def test_organism_steering_matches_plain_hooks():
+    """On the trained organism: the SAE asks for BOS, and sw.steer equals a plain torch-hook run."""
+    (model, sae), gt = _organism()
+    prompts = ["Yesterday I saw", "She told me about", "The story was about"]
+    features = gt.features.set_index("concept")
+    for concept in ("food", "vehicle"):
+        row = features.loc[concept]
+        scale = 2.0 * float(row.max_act)
+        r = sw.steer(model, sae, prompts, features={int(row.feature): scale}, max_new_tokens=8)
+        assert all(ids[0] == model.tokenizer.bos_token_id for ids in r.prompt_ids)  # SAE cfg prepend_bos
+        assert r.steered != r.baseline
+        ref_ids, ref_lps, _ = reference_generate(
+            model, gt.layer, "resid_pre", [model.tokenizer.bos_token + p for p in prompts],
+            scale * sae.W_dec[int(row.feature)].detach(), 8)
+        for p in range(len(prompts)):
+            for variant, first in (("baseline", 0), ("steered", len(prompts))):
+                ids = getattr(r, f"{variant}_ids")[p]
+                assert ids == ref_ids[first + p, :len(ids)].tolist()

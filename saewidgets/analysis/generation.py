@@ -124,22 +124,25 @@ def generate(
     remote: bool | str = False,
     on_step: Callable[[Step], None] | None = None,
     progress: bool = False,
+    prepend_bos: bool = False,
 ) -> Generation:
     """Generate ``max_new_tokens`` tokens for every prompt in one batched nnsight call.
 
     ``model`` is an nnsight ``TransformersModel`` (``sw.load_model``). Locally,
     ``on_step`` is called after every step, while the model runs; with ``remote``
     the body runs elsewhere, so the steps are delivered after the run, in order.
-    ``progress`` shows a ``tqdm`` bar over the steps (local runs).
+    ``progress`` shows a ``tqdm`` bar over the steps (local runs). ``prepend_bos``
+    starts every prompt with the BOS token unless the tokenizer already put it there
+    (as SAELens / TransformerLens do for SAEs trained with ``prepend_bos``).
     """
     check_decoding(max_new_tokens, temperature, top_p, seed)
     if len(prompts) == 0:
         raise ValueError("no prompts: give at least one prompt")
     tokenizer = model.tokenizer
-    encoding = tokenizer(list(prompts), return_tensors="pt", padding=True)
+    prompt_ids = tokenize(tokenizer, prompts, prepend_bos)
+    encoding = tokenizer.pad({"input_ids": prompt_ids}, padding=True, return_tensors="pt")
     input_ids, attention = encoding["input_ids"], encoding["attention_mask"]
     rows, width = input_ids.shape
-    prompt_ids = [ids[keep.bool()].tolist() for ids, keep in zip(input_ids, attention)]
     device = model_device(model)
     if device.type != "meta":
         input_ids, attention = input_ids.to(device), attention.to(device)
@@ -216,6 +219,15 @@ def generate(
             on_step(Step(step, ids[:, step].tolist(), logprobs[:, step].tolist()))
     lengths, ended = _lengths(ids, eos_ids(model))
     return Generation(prompt_ids, ids, logprobs, lengths, ended)
+
+
+def tokenize(tokenizer: Any, prompts: Sequence[str], prepend_bos: bool = False) -> list[list[int]]:
+    """Token ids of each prompt (the tokenizer's own special tokens; BOS first if asked)."""
+    ids = [list(row) for row in tokenizer(list(prompts))["input_ids"]]
+    bos = tokenizer.bos_token_id
+    if prepend_bos and bos is not None:
+        ids = [row if row[:1] == [bos] else [bos, *row] for row in ids]
+    return ids
 
 
 def _relay(on_step: Callable[[Step], None]) -> Callable[[int, torch.Tensor, torch.Tensor], None]:

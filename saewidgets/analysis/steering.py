@@ -69,7 +69,8 @@ class SteeringResult:
     vector: torch.Tensor  # the total vector added at every position (d_model)
     layer: int
     site: str
-    settings: dict[str, Any]  # max_new_tokens, temperature, top_p, seed
+    settings: dict[str, Any]  # max_new_tokens, temperature, top_p, seed, prepend_bos
+    prompt_ids: list[list[int]] = field(default_factory=list)  # each prompt's tokens as the model saw them
     single: bool = False  # the prompt was one string
     token_strings: dict[int, str] = field(default_factory=dict, repr=False)
 
@@ -138,6 +139,7 @@ def steer(
     on_step: Callable[[SteeringStep], None] | None = None,
     hook: Any = None,
     progress: bool = True,
+    prepend_bos: bool | None = None,
 ) -> SteeringResult:
     """Generate from ``prompt`` with and without the steering vector, side by side.
 
@@ -157,6 +159,8 @@ def steer(
     rows. ``on_step`` receives a ``SteeringStep`` after every step while a local
     model runs; with ``remote`` the steps arrive after the run.
     ``progress`` shows a progress bar over the generated tokens (local runs).
+    ``prepend_bos`` (default: the SAE's ``prepend_bos`` setting, else False) starts
+    each prompt with the BOS token, as the SAE saw in training.
     """
     if isinstance(model, Binding) and prompt is None and not isinstance(sae, Binding):
         sae, prompt = None, sae  # steer(binding, "prompt", ...)
@@ -178,9 +182,12 @@ def steer(
         rows = torch.zeros(2 * n, binding.d_model, dtype=vector.dtype)
         rows[n:] = vector
         edit = ResidualEdit(binding.layer, binding.site, rows)
+    if prepend_bos is None:
+        prepend_bos = bool(binding.sae.metadata.get("prepend_bos", False))
     generation = generate(
         binding.model, prompts * (2 if offset else 1), edit=edit, max_new_tokens=max_new_tokens,
         temperature=temperature, top_p=top_p, seed=seed, remote=remote, progress=progress,
+        prepend_bos=prepend_bos,
         on_step=None if on_step is None else _streamer(on_step, n, offset, eos_ids(binding.model)),
     )
 
@@ -189,8 +196,9 @@ def steer(
     return SteeringResult(
         prompts=prompts, baseline_runs=runs[:n], steered_runs=runs[offset:offset + n], features=scales,
         directions=pairs, vector=vector, layer=binding.layer, site=binding.site,
-        settings=dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed),
-        single=single, token_strings=_token_strings(binding.tokenizer, seen),
+        settings=dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                      prepend_bos=prepend_bos),
+        prompt_ids=generation.prompt_ids[:n], single=single, token_strings=_token_strings(binding.tokenizer, seen),
     )
 
 
