@@ -23,15 +23,15 @@ TESTS = REPO / "tests"
 PAYLOAD = "<img src=x onerror=window.__pwned=1>"
 SHOWN_TOKEN = PAYLOAD.replace(" ", "·")  # the top-tokens table makes spaces visible
 
+# The model organism (a small GPT-2 trained here) stands in for GPT-2 small and its SAE.
 LOAD = """import saewidgets as sw
-from tiny_models import tiny_model, random_sae
-model = tiny_model("gpt2")
-sae = random_sae(32, 64, layer=1)"""
+model, sae = sw.organism()"""
 
-PARAMETERS = """FEATURE = 3
-FEATURES = [3, 5]
-PROMPT = "The quick"
-MAX_NEW_TOKENS = 6
+PARAMETERS = """truth = sw.organism_ground_truth()
+FEATURE = truth.feature("number")
+FEATURES = [FEATURE, truth.feature("colour")]
+PROMPT = "I saw a"
+MAX_NEW_TOKENS = 8
 N_SCALES = 5
 OUT = "exported" """
 
@@ -50,13 +50,14 @@ info = dict(explorer.feature_info)
 info["top_positive"] = [[PAYLOAD, 9.5]] + info["top_positive"][1:]
 explorer.feature_info = info
 print(explorer.save_html("planted.html"))
+print(json.dumps(FEATURES))
 print(json.dumps(item["scales"]))
 display(explorer)""".replace("__PAYLOAD__", repr(PAYLOAD))
 
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
-    """The GPT-2 notebook run by nbclient on a tiny GPT-2 (widget state saved), plus the planted cell."""
+    """The GPT-2 notebook run by nbclient on the model organism (widget state saved), plus the planted cell."""
     from nbclient import NotebookClient
 
     folder = tmp_path_factory.mktemp("executed")
@@ -83,7 +84,8 @@ def executed(tmp_path_factory):
     scales = json.loads(printed.strip().splitlines()[-1])
     path = folder / "gpt2_small_res_jb.ipynb"
     nbformat.write(nb, path)
-    return {"folder": folder, "notebook": path, "scales": scales}
+    features = json.loads(printed.strip().splitlines()[-2])
+    return {"folder": folder, "notebook": path, "scales": scales, "features": features}
 
 
 def offline_context(browser, allow_origin: str | None = None):
@@ -151,12 +153,14 @@ def test_standalone_file_works_offline(executed, browser, artifacts):
     check_view(page, root, executed["scales"], artifacts, "offline-standalone")
     # a feature outside the snapshot is refused with a message; a precomputed one is shown
     index = root.locator(".sw-index")
-    index.fill("9")
+    other = executed["features"][1]
+    absent = next(f for f in range(500) if f not in executed["features"])
+    index.fill(str(absent))
     index.press("Enter")
     assert "not precomputed" in root.locator(".sw-error").inner_text()
-    index.fill("5")
+    index.fill(str(other))
     index.press("Enter")
-    page.wait_for_function("() => document.querySelector('.sw-title').textContent === 'Feature 5'")
+    page.wait_for_function(f"() => document.querySelector('.sw-title').textContent === 'Feature {other}'")
     assert outside == [] and errors == []
     context.close()
 
@@ -182,7 +186,7 @@ def test_gallery_renders_every_feature_offline(executed, browser, artifacts):
     page.goto((executed["folder"] / "exported" / "gallery.html").as_uri())
     page.wait_for_function("() => document.querySelectorAll('.sw-root .sw-chart svg').length === 2", timeout=30_000)
     titles = page.locator(".sw-title").all_inner_texts()
-    assert titles == ["Feature 3", "Feature 5"]
+    assert titles == [f"Feature {f}" for f in executed["features"]]
     page.screenshot(path=str(artifacts / "offline-gallery.png"), full_page=True)
     assert outside == []
     context.close()
@@ -232,7 +236,7 @@ def test_jupyterlab_untrusted_without_a_kernel_shows_the_static_picture(executed
     picture.wait_for(timeout=60_000)
     picture.scroll_into_view_if_needed()
     text = picture.inner_text()
-    assert "Feature 3" in text and "Promoted" in text and "Steered" in text
+    assert f"Feature {executed['features'][0]}" in text and "Promoted" in text and "Steered" in text
     assert SHOWN_TOKEN in text  # escaped by us, then sanitized by JupyterLab: shown as text
     histogram = picture.locator("img[alt='logit weight histogram']")
     assert histogram.evaluate("img => img.complete && img.naturalWidth > 0")  # the chart, drawn
