@@ -211,9 +211,18 @@ export function snapshotModel(model) {
 
   function updateNote() {
     if (!note) return;
-    note.hidden = !snapshot;
-    if (!snapshot) return;
+    note.hidden = !snapshot && !offline;
     note.dataset.offline = String(offline);
+    if (!snapshot) {
+      if (offline) {
+        note.replaceChildren(
+          h("strong", {}, "Not connected to a kernel"),
+          " · this saved view has no precomputed results, so it shows what it showed when saved" +
+            " (explorer.snapshot() before saving keeps the slider and the feature picker working).",
+        );
+      }
+      return;
+    }
     note.replaceChildren(
       h("strong", {}, offline ? "Not connected to a kernel · precomputed results" : "Precomputed results saved"),
       ` ${describe(snapshot)}`,
