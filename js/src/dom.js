@@ -1,6 +1,8 @@
 // Small DOM helpers. Every string becomes a text node or an attribute value:
 // model and tokenizer output is untrusted, so nothing here ever parses HTML.
 
+const FORM_CONTROLS = new Set(["input", "textarea", "select"]);
+
 /**
  * Create an element. `props` keys: `class`, `text`, `on` ({event: handler}),
  * `style` (object), `dataset` (object); any other key becomes an attribute
@@ -9,6 +11,9 @@
  */
 export function h(tag, props = {}, ...children) {
   const node = document.createElement(tag);
+  // Keys typed into a form control belong to it: JupyterLab's shortcuts (Lumino) would
+  // otherwise take arrow keys from a slider, or letters from a text box, in command mode.
+  if (FORM_CONTROLS.has(tag)) node.setAttribute("data-lm-suppress-shortcuts", "true");
   for (const [key, value] of Object.entries(props || {})) {
     if (value === null || value === undefined || value === false) continue;
     if (key === "class") node.className = Array.isArray(value) ? value.filter(Boolean).join(" ") : value;

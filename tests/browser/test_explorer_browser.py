@@ -108,6 +108,15 @@ def test_explorer_live_in_jupyterlab(lab, browser, artifacts, setup_code):
                                arg=feature, timeout=TIMEOUT)
         page.wait_for_selector(f".sw-chart[data-feature='{feature}'] svg", timeout=TIMEOUT)
 
+        # search by a top token, typed key by key: letters must not reach JupyterLab's
+        # command-mode shortcuts ("a" inserts a cell, "d d" deletes one)
+        cells = page.locator(".jp-Notebook .jp-Cell").count()
+        token = page.locator(".sw-top-tokens tbody tr td.sw-token").first.get_attribute("title")
+        word = re.sub(r"[^A-Za-z]", "", token) or "a"
+        page.locator(".sw-picker input[type=search]").press_sequentially(word, delay=30)
+        page.wait_for_selector(f".sw-search-results .sw-item-index:text('#{feature}')", timeout=TIMEOUT)
+        assert page.locator(".jp-Notebook .jp-Cell").count() == cells
+
         # change the token class
         select = page.locator(".sw-histogram select")
         select.select_option("case")
@@ -124,7 +133,14 @@ def test_explorer_live_in_jupyterlab(lab, browser, artifacts, setup_code):
         assert moved["baseline"] == first["baseline"]
         assert moved["steered"] != moved["baseline"], moved
         page.wait_for_selector(".sw-steered .sw-diff")
-        page.screenshot(path=str(artifacts / "explorer-light.png"), full_page=True)
+        top = float(page.locator(".sw-scale-row .sw-scale-box").input_value())
+        slider.press("ArrowLeft")  # one step down: a new scale, a new generation
+        _wait_done_after(page, moved["request"])
+        assert 0 < float(page.locator(".sw-scale-row .sw-scale-box").input_value()) < top
+
+        # keep steering with this feature while looking at another one
+        page.locator(".sw-scale-row button", has_text="keep this feature").click()
+        page.wait_for_selector(f".sw-entry .sw-link:text('#{feature}')", timeout=TIMEOUT)
 
         # the Python side followed the view
         out = run_cell(page, 1, timeout=TIMEOUT)
@@ -132,11 +148,16 @@ def test_explorer_live_in_jupyterlab(lab, browser, artifacts, setup_code):
         assert state, out
         assert int(state.group(1)) == feature and state.group(2) == "case" and float(state.group(3)) > 0
 
-        # ... and the view follows Python
+        # ... and the view follows Python; the kept feature still steers, with feature 2
+        before = _generation(page)
         run_cell(page, 2, timeout=TIMEOUT)
         page.wait_for_function("() => document.querySelector('.sw-title').textContent === 'Feature 2'",
                                timeout=TIMEOUT)
         assert page.locator(".sw-index").input_value() == "2"
+        _wait_done_after(page, before["request"])
+        title = page.locator(".sw-steered .sw-col-title").text_content()
+        assert f"#{feature} ×" in title and "#2 ×" in title, title  # the kept entry, then the slider
+        page.locator(".sw-explorer").screenshot(path=str(artifacts / "explorer-light.png"))
 
         # a bad feature index: the error shows in the widget, the previous state stays
         index.fill("99999")
@@ -148,7 +169,12 @@ def test_explorer_live_in_jupyterlab(lab, browser, artifacts, setup_code):
         page.locator(".sw-error button").click()
         banner.wait_for(state="hidden", timeout=TIMEOUT)
 
-        # still live after the error: back to scale 0 regenerates the baseline text
+        # still live after the error: stop steering with the kept feature, then back to
+        # scale 0: the steered text is the baseline again
+        before = _generation(page)
+        page.locator(f".sw-entry button[aria-label='remove feature {feature}']").click()
+        page.wait_for_selector(".sw-entry", state="detached", timeout=TIMEOUT)
+        _wait_done_after(page, before["request"])
         before = _generation(page)
         page.locator(".sw-scale-row button[title='scale 0']").click()
         back = _wait_done_after(page, before["request"])
