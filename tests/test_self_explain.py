@@ -37,6 +37,12 @@ def sae():
     return random_sae(D_MODEL, 64, layer=SAE_LAYER, seed=1)
 
 
+@pytest.fixture(scope="module")
+def two_features(model, sae):
+    """Features 1 and 9 explained in one batched call."""
+    return self_explain(model, sae, features=[1, 9], **FAST)
+
+
 # -- PyTorch-hook observers and the reference implementation --------------------------------
 def _hidden(args, kwargs):
     return args[0] if args else kwargs["hidden_states"]
@@ -219,8 +225,8 @@ def test_default_scales_follow_the_residual_norm(model, sae):
 
 
 # -- batching, remote, inputs -----------------------------------------------------------------
-def test_batched_equals_sequential_and_features_batch(model, sae):
-    batched = self_explain(model, sae, features=[1, 9], **FAST)
+def test_batched_equals_sequential_and_features_batch(model, sae, two_features):
+    batched = two_features
     sequential = self_explain(model, sae, features=[1, 9], batch_size=1, **FAST)
     alone = self_explain(model, sae, 9, **FAST)
     assert batched["feature"].tolist() == [1] * 5 + [9] * 5
@@ -354,9 +360,9 @@ def test_corrupt_cache_file_is_recomputed(model, sae, tmp_path):
 
 
 # -- chart ----------------------------------------------------------------------------------
-def test_chart_marks_chosen_and_current_scale(model, sae):
-    df = self_explain(model, sae, features=[1, 2], **FAST)
-    chart = self_explanation_chart(df, current_scale=1.0, feature=2)
+def test_chart_marks_chosen_and_current_scale(two_features):
+    df = two_features
+    chart = self_explanation_chart(df, current_scale=1.0, feature=9)
     spec = chart.to_dict()
     assert len(spec["vconcat"]) == 4
     rules = [layer for panel in spec["vconcat"] for layer in panel["layer"] if "rule" in str(layer["mark"])]
@@ -367,16 +373,75 @@ def test_chart_marks_chosen_and_current_scale(model, sae):
         self_explanation_chart(df.drop(columns=["composite"]), feature=1)
 
 
-def test_best_explanations_and_lookup_by_scale(model, sae):
+def test_best_explanations_and_lookup_by_scale(two_features):
     from saewidgets.analysis.self_explain import best_explanations, explanation_at
 
-    df = self_explain(model, sae, features=[1, 2], **FAST)
-    one = df[df["feature"] == 2]
-    assert explanation_at(df, 1.9, feature=2)["scale"] == 2.0
+    df = two_features
+    one = df[df["feature"] == 9]
+    assert explanation_at(df, 1.9, feature=9)["scale"] == 2.0
     assert explanation_at(one, -5)["scale"] == 0.0
-    best = best_explanations(df, feature=2)
+    best = best_explanations(df, feature=9)
     ranked = one.sort_values("composite", ascending=False, kind="stable")["explanation"]
     assert best and best[0] == ranked.iloc[0] and len(set(best)) == len(best) <= 3
-    assert df.attrs["best_explanations"][2] == best
+    assert df.attrs["best_explanations"][9] == best
     with pytest.raises(ValueError, match="pick one"):
         explanation_at(df, 1.0)
+
+
+# -- layer map --------------------------------------------------------------------------------
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.", "Hello World! The year 1999 had 365 days.",
+    "Red, green and BLUE are colours; cats and dogs are animals.", "She said: Repeat after me - one, two, three.",
+] * 6
+
+
+def test_fit_layer_map_matches_least_squares_on_hidden_states(model, hf, sae):
+    from saewidgets.analysis.self_explain import fit_layer_map
+
+    layer_map = fit_layer_map(model, sae, TEXTS, 0, ridge=0.0, progress=False, batch_size=5)
+    assert (layer_map.source, layer_map.target) == (SAE_LAYER, 0)
+    xs, ys = [], []
+    tok = tiny_tokenizer()
+    for text in TEXTS:
+        ids = torch.tensor([tok(text)["input_ids"]])
+        with torch.no_grad():
+            hs = hf(ids, output_hidden_states=True).hidden_states
+        xs.append(hs[SAE_LAYER][0, 1:]), ys.append(hs[0][0, 1:])
+    X, Y = torch.cat(xs).double(), torch.cat(ys).double()
+    assert layer_map.n_tokens == len(X)
+    X, Y = X - X.mean(0), Y - Y.mean(0)
+    expected = torch.linalg.lstsq(X, Y).solution
+    torch.testing.assert_close(layer_map.matrix.double(), expected, atol=2e-3, rtol=2e-3)
+    assert 0 < layer_map.r2 <= 1
+    d = sae.W_dec[:3].detach()
+    mapped = layer_map.apply(d)
+    torch.testing.assert_close(mapped.norm(dim=-1), d.norm(dim=-1))
+    cos = torch.nn.functional.cosine_similarity(mapped.double(), d.double() @ expected, dim=-1)
+    assert (cos > 0.999).all()
+    with pytest.raises(ValueError, match="no map is needed"):
+        fit_layer_map(model, sae, TEXTS, SAE_LAYER, progress=False)
+    with pytest.raises(ValueError, match="non-empty list"):
+        fit_layer_map(model, sae, "one text", 0, progress=False)
+    with pytest.raises(ValueError, match="more text"):
+        fit_layer_map(model, sae, TEXTS[:1], 0, progress=False)
+
+
+def test_self_explain_with_layer_map_injects_the_mapped_direction(model, hf, sae, tmp_path):
+    from saewidgets.analysis.self_explain import fit_layer_map
+
+    layer_map = fit_layer_map(model, sae, TEXTS, 1, progress=False)
+    with record(hf, layers=(1,)) as calls:
+        df = self_explain(model, sae, 4, layer_map=layer_map, cache_dir=tmp_path, **FAST)
+    assert df.attrs["layer"] == 1
+    prompt = build_prompt(model.tokenizer, "meaning")
+    first = next(h for h in calls[1] if h.shape[0] == len(SCALES) + 2)
+    mapped = layer_map.apply(sae.W_dec[4:5].detach())[0]
+    expected = torch.stack([float(s) * mapped for s in SCALES])
+    torch.testing.assert_close(first[2:, prompt.positions[0]], expected, atol=1e-5, rtol=1e-4)
+    plain = self_explain(model, sae, 4, layer=1, cache_dir=tmp_path, **FAST)
+    assert len(list((tmp_path / "self_explain").iterdir())) == 2  # the map is part of the cache key
+    assert (plain["cross_entropy"] != df["cross_entropy"]).iloc[1:].all()
+    with pytest.raises(ValueError, match="fit a map for this layer"):
+        self_explain(model, sae, 4, layer=0, layer_map=layer_map, **FAST)
+    with pytest.raises(ValueError, match="LayerMap"):
+        self_explain(model, sae, 4, layer_map=np.eye(D_MODEL), **FAST)

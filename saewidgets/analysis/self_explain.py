@@ -22,12 +22,13 @@ from ..core.sae import SAE, check_index
 from . import self_explain_cache as cache
 from . import self_explain_metrics as metrics
 from .self_explain_engine import measure_prompt, patched_generate
+from .self_explain_map import LayerMap, fit_layer_map
 from .self_explain_prompts import DEFAULT_PLACEHOLDER, SelfExplainPrompt, build_prompt, cut_explanation
 
 DEFAULT_MAX_NEW_TOKENS = 16
 DEFAULT_BATCH_SIZE = 256
 
-__all__ = ["self_explain", "self_explanation_chart", "explanation_at", "best_explanations"]
+__all__ = ["self_explain", "self_explanation_chart", "explanation_at", "best_explanations", "fit_layer_map", "LayerMap"]
 N_BEST = 3
 
 
@@ -49,6 +50,7 @@ def self_explain(
     min_scale: float | None = None,
     failure_threshold: float = metrics.DEFAULT_FAILURE_THRESHOLD,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    layer_map: LayerMap | None = None,
     progress: bool = True,
     **generate_kwargs: Any,
 ) -> pd.DataFrame:
@@ -95,6 +97,10 @@ def self_explain(
         min_scale: scales below it are left out of the composite. Default: where
             ``||scale * d||`` is 0.1 x the reference norm, the paper's 10 on a 0..200 sweep.
         batch_size: rows per generation (two reference rows are added once per call).
+        layer_map: a ``LayerMap`` from ``fit_layer_map`` (SAE layer -> ``layer``): inject
+            ``d @ A`` rescaled to ``||d||`` instead of ``d``, for models too shallow for the
+            SAE's basis to carry over to the injection layer (self-similarity still uses ``d``).
+            ``layer`` defaults to the map's target.
         remote: passed to nnsight (``True`` for NDIF, ``"local"`` to test serialisation).
         cache_dir: folder for the JSON cache (default: ``$SAEWIDGETS_CACHE`` if set, else
             no cache; ``False``: off).
@@ -108,8 +114,17 @@ def self_explain(
         feature, sae = sae, None
     if feature is None:
         raise ValueError("no feature given: pass feature=<index>, features=[...], or a direction tensor")
+    if layer_map is not None:
+        if not isinstance(layer_map, LayerMap):
+            raise ValueError(f"layer_map must be a LayerMap from fit_layer_map, got {type(layer_map).__name__}")
+        if layer is None:
+            layer = layer_map.target
+        elif layer != layer_map.target:
+            raise ValueError(f"layer={layer} but the layer_map injects at layer {layer_map.target}; fit a map for this layer")
     setup = _Setup.build(model, sae, layer, probe_layer)
     items = _feature_items(setup, feature)
+    for item in items:
+        item.inject = item.direction if layer_map is None else layer_map.apply(item.direction[None])[0]
     if not isinstance(max_new_tokens, numbers.Integral) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
     if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
@@ -139,6 +154,7 @@ def self_explain(
             model=fingerprint, direction=cache.tensor_digest(item.direction), prompt=prompt.input_ids.tolist(),
             positions=list(prompt.positions), layer=setup.layer, probe_layer=setup.probe_layer,
             scales=[float(s) for s in item.scales], max_new_tokens=int(max_new_tokens), generate=generate_kwargs,
+            layer_map=None if layer_map is None else layer_map.digest(),
         )
         item.path = cache.entry_path(folder, item.tag, item.key)
         item.entry = cache.load_entry(item.path, item.key)
@@ -197,6 +213,7 @@ class _Item:
     label: Any
     tag: str
     direction: torch.Tensor
+    inject: torch.Tensor | None = None  # what is patched in: the direction, or its map
     scales: np.ndarray | None = None
     min_scale: float = 0.0
     key: str = ""
@@ -275,7 +292,7 @@ def _run_missing(setup: _Setup, prompt: SelfExplainPrompt, items: list[_Item], b
     owners: list[tuple[int, int]] = [(-1, 0), (-1, 1)]
     for n, item in enumerate(missing):
         for s, scale in enumerate(item.scales):
-            vectors.append(float(scale) * item.direction)
+            vectors.append(float(scale) * item.inject)
             owners.append((n, s))
     pending = {n: {} for n in range(len(missing))}
     refs: dict[int, tuple] = {}

@@ -1,0 +1,105 @@
+"""A linear map between two residual-stream layers, to inject a late-layer direction early.
+
+Self-explanation injects ``scale * d`` at an early layer, but an SAE at a later layer has
+its decoder rows in that later layer's basis. In a deep model the basis drifts slowly and
+the direction can be used as is (Kharlapenko & neverix inject Gemma-2B directions at layer
+2); in a shallow one it does not carry over. Patchscopes (Ghandeharioun et al. 2024) map
+representations between layers with a learned affine map; this module fits its linear
+part by ridge regression on the model's own residuals over some text:
+``A = argmin ||(X - mean X) A - (Y - mean Y)||^2 + reg ||A||^2``, with X the residuals at
+the SAE's hook and Y those entering the injection layer, at the same tokens. A direction
+``d`` maps to ``d @ A``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from ..core.binding import Binding, bind
+from .self_explain_engine import _first, probe_envoy
+
+
+@dataclass(frozen=True)
+class LayerMap:
+    """``matrix`` (d_model x d_model) maps a direction at residual point ``source`` to one
+    entering block ``target``. Residual points count block inputs: point ``l`` is
+    resid_pre[l] (= resid_post[l - 1]); point ``n_layers`` is the output of the last block.
+    ``r2`` is the fraction of variance of the target residuals the map explains."""
+
+    matrix: torch.Tensor
+    source: int
+    target: int
+    r2: float
+    n_tokens: int
+
+    def apply(self, directions: torch.Tensor) -> torch.Tensor:
+        """Map rows of ``directions``, keeping each row's norm (so scales keep their meaning)."""
+        mapped = directions.double() @ self.matrix.double()
+        mapped = mapped / mapped.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+        return (mapped * directions.double().norm(dim=-1, keepdim=True)).to(directions.dtype)
+
+    def digest(self) -> str:
+        data = self.matrix.detach().to("cpu", torch.float64).contiguous().numpy().tobytes()
+        return hashlib.sha256(data).hexdigest()[:16] + f"-{self.source}-{self.target}"
+
+
+def residual_point(binding: Binding) -> int:
+    """The residual point an SAE reads: its layer for resid_pre, the next for resid_post."""
+    return binding.layer + (1 if binding.site == "resid_post" else 0)
+
+
+def fit_layer_map(
+    model: Any,
+    sae: Any,
+    texts: Sequence[str],
+    layer: int,
+    ridge: float = 1e-2,
+    max_length: int = 128,
+    batch_size: int = 32,
+    remote: Any = False,
+    progress: bool = True,
+) -> LayerMap:
+    """Fit the map from the SAE's hook to the input of block ``layer`` on ``texts``.
+
+    Every token but each text's first (whose residual is an outlier in many models) is a
+    sample. ``ridge`` is relative to the mean variance of the source residuals. A few
+    thousand tokens are plenty for a small model; use more than d_model tokens.
+    """
+    from tqdm.auto import tqdm
+
+    binding = bind(model, sae)
+    source = residual_point(binding)
+    layer = binding.check_layer(layer)
+    if layer >= source:
+        raise ValueError(f"the injection layer {layer} is not before the SAE's residual point {source}: no map is needed")
+    if isinstance(texts, str) or not texts or not all(isinstance(t, str) and t for t in texts):
+        raise ValueError("texts must be a non-empty list of non-empty strings")
+    tokenizer = binding.tokenizer
+    layout, nn_model = binding.layout, binding.model
+    xs, ys = [], []
+    for start in tqdm(range(0, len(texts), batch_size), desc="fit layer map", disable=not progress):
+        enc = tokenizer(list(texts[start:start + batch_size]), return_tensors="pt", padding=True,
+                        truncation=True, max_length=max_length)
+        mask = enc["attention_mask"].bool()
+        first = mask.float().argmax(dim=1)  # left or right padding: the first real token
+        mask[torch.arange(len(mask)), first] = False
+        target_envoy = layout.blocks_of(nn_model)[layer]
+        source_envoy = probe_envoy(nn_model, layout, source)
+        with torch.no_grad(), nn_model.trace(dict(enc), remote=remote):
+            y = _first(target_envoy.input).save()
+            x = _first(source_envoy.input).save()
+        xs.append(x.detach().double().cpu()[mask])
+        ys.append(y.detach().double().cpu()[mask])
+    X, Y = torch.cat(xs), torch.cat(ys)
+    if len(X) <= X.shape[1]:
+        raise ValueError(f"only {len(X)} tokens for a {X.shape[1]}-wide map: give more text")
+    X, Y = X - X.mean(0), Y - Y.mean(0)
+    cov = X.T @ X / len(X)
+    reg = ridge * torch.trace(cov) / cov.shape[0]
+    matrix = torch.linalg.solve(cov + reg * torch.eye(cov.shape[0], dtype=cov.dtype), X.T @ Y / len(X))
+    r2 = 1 - float(((X @ matrix - Y) ** 2).sum() / (Y**2).sum().clamp_min(1e-30))
+    return LayerMap(matrix.float(), source, layer, r2, len(X))
