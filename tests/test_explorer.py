@@ -400,3 +400,4 @@ def test_on_the_model_organism_concept_classes_match_the_ground_truth():
             "<|endoftext|>" if expected.baseline_runs[0].ended else "")
     finally:
         ex.close()
+
