@@ -10,7 +10,6 @@ moves. See the class docstring for the traits.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -21,7 +20,7 @@ from ..core.binding import Binding, bind
 from ..export.mixin import ExportMixin
 from . import explorer_checks as checks
 from . import explorer_data as data
-from .generation_state import GenerationView, SteerRequest, side_from_ids, steering_features
+from .generation_state import GenerationView, LRUCache, SteerRequest, side_from_ids, steering_features
 from .live import LatestRequestRunner, Superseded, Ticket, model_lock
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -151,8 +150,8 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         self._lens = data.FeatureLens(binding, classes=classes, remote=remote)
         self._explanations = checks.normalise_explanations(explanations, binding.d_sae)
         self._typical = checks.normalise_typical_activation(typical_activation, binding.d_sae)
-        self._results: OrderedDict[tuple, dict] = OrderedDict()
-        self._baselines: OrderedDict[tuple, Any] = OrderedDict()
+        self._results = LRUCache(256)  # request key -> finished generation JSON
+        self._baselines = LRUCache(32)  # baseline key -> baseline tokens
         self._runner = LatestRequestRunner(debounce, on_busy=self._on_busy, name="saewidgets-explorer")
         self._stats_runner = LatestRequestRunner(0.0, name="saewidgets-explorer-stats")
 
@@ -165,7 +164,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         token_class = token_class or data.default_class(names)
         if token_class not in names:
             raise ValueError(f"unknown token class {token_class!r}; choose one of {names}")
-        entries = [checks.check_entry(binding, {"feature": f, "scale": s}) for f, s in (steering or [])]
+        entries = [checks.check_entry(binding, entry) for entry in (steering or [])]
 
         super().__init__(
             title=data.title(binding), n_features=binding.d_sae, feature=feature, prompt=prompt,
@@ -200,7 +199,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
 
     def refresh(self) -> None:
         """Generate again for the current state (dropping its cached result)."""
-        self._results.pop(self._request().key, None)
+        self._results.drop(self._request().key)
         self._generate(sync=not self._live)
 
     def wait(self, timeout: float | None = 60.0) -> bool:
@@ -317,7 +316,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             if self.generation.get("status") != "done" or self._shown_key() != self._request().key:
                 self._generate()
         elif kind == "regenerate":
-            self._results.pop(self._request().key, None)
+            self._results.drop(self._request().key)
             self._generate()
 
     def _on_busy(self, flag: bool) -> None:
@@ -440,7 +439,6 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     def _generation_job(self, request: SteerRequest, ticket: Ticket) -> None:
         cached = self._results.get(request.key)
         if cached is not None:
-            self._results.move_to_end(request.key)
             ticket.publish(lambda: self._set_generation({**cached, "id": ticket.id, "cached": True}, clear_error=True))
             return
         view = GenerationView(ticket.id, request)
@@ -482,8 +480,8 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         view.steered = side_from_ids(steered.ids, steered.logprobs, decode, steered.ended)
         view.status, view.seconds = "done", time.perf_counter() - start
         final = view.to_json()
-        _remember(self._baselines, request.baseline_key, view.baseline, 32)
-        _remember(self._results, request.key, final, 256)
+        self._baselines.put(request.baseline_key, view.baseline)
+        self._results.put(request.key, final)
         ticket.publish(lambda: self._set_generation(final, clear_error=True))
 
     def _set_generation(self, value: dict, error: str | None = None, clear_error: bool = False) -> None:
@@ -494,9 +492,3 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             elif clear_error and self.error.startswith("generation failed"):
                 self.error = ""
 
-
-def _remember(cache: OrderedDict, key: tuple, value: Any, size: int) -> None:
-    cache[key] = value
-    cache.move_to_end(key)
-    while len(cache) > size:
-        cache.popitem(last=False)

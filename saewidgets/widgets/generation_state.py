@@ -9,6 +9,8 @@ and renders the JSON the front end shows.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -101,3 +103,34 @@ def side_from_ids(ids: list[int], logprobs: list[float], decode: Callable[[int],
     for token, logprob in zip(ids, logprobs):
         side.add(decode(token), logprob)
     return side
+
+
+class LRUCache:
+    """A small thread-safe least-recently-used cache (the worker and the kernel both use it)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def drop(self, key: Any) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+    def values(self) -> list[Any]:
+        with self._lock:
+            return list(self._items.values())
