@@ -292,11 +292,16 @@ def _label(f: int, labels: Mapping[int, list[str]], explanations: Mapping[int, s
 
 
 def title(binding: Binding) -> str:
+    """``model · SAE architecture width at site[layer]``; a local model by its last folders."""
+    from pathlib import PurePath
+
     from ..core.model import model_id
 
+    name = model_id(binding.model)
+    if PurePath(name).is_absolute():
+        name = "/".join(PurePath(name).parts[-3:])
     sae = binding.sae
-    return (f"{model_id(binding.model)} · SAE {sae.architecture} {sae.d_sae} features "
-            f"at {binding.site}[{binding.layer}]")
+    return f"{name} · SAE {sae.architecture} {sae.d_sae} features at {binding.site}[{binding.layer}]"
 
 
 def default_class(names: list[str]) -> str:
