@@ -11,6 +11,7 @@ slider, the feature picker and the token-class menu from it (js/src/standalone/s
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -175,37 +176,21 @@ def take_snapshot(
     """
     start = time.perf_counter()
     reader = ExplorerReader(explorer)
-    binding = explorer.binding
     current = explorer.feature
-    chosen = [current] + [f for f in (binding.check_features(features) if features is not None else []) if f != current]
-    chosen = list(dict.fromkeys(chosen))
+    chosen = list(dict.fromkeys([current, *(explorer.binding.check_features(features) if features is not None else [])]))
     classes = _classes(explorer, token_classes)
-    grid = None if scales is None else check_scales(scales)
+    grids = _grids(explorer, reader, chosen, None if scales is None else check_scales(scales), n_scales)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-
-    grids: dict[int, list[float]] = {}
-    for f in chosen:
-        values = list(grid) if grid is not None else symlog_grid(reader.scale_range(f), n_scales)
-        if f == current and explorer.scale not in values:
-            values = sorted({*values, float(explorer.scale)})
-        grids[f] = values
-    rows = sum(len(v) for v in grids.values())
-    if rows > MAX_ROWS:
+    if not isinstance(self_explain, (bool, dict, type(None))) and not hasattr(self_explain, "columns"):
         raise ValueError(
-            f"{len(chosen)} features x their scales make {rows} generations (limit {MAX_ROWS}): "
-            "pass fewer features or a smaller n_scales/scales"
+            "self_explain= takes True/False, a dict of sw.self_explain options, or the DataFrame it returned; "
+            f"got {type(self_explain).__name__}"
         )
 
     generations = _steered_generations(explorer, reader, grids, batch_size, progress)
-    explained = {}
-    if self_explain is not False and self_explain is not None:
-        if not isinstance(self_explain, (bool, dict)) and not hasattr(self_explain, "columns"):
-            raise ValueError(
-                "self_explain= takes True/False, a dict of sw.self_explain options, or the DataFrame it returned; "
-                f"got {type(self_explain).__name__}"
-            )
-        explained = reader.self_explanations(chosen, self_explain, progress)
+    wanted = self_explain is not False and self_explain is not None  # (a DataFrame has no truth value)
+    explained = reader.self_explanations(chosen, self_explain, progress) if wanted else {}
     packer = Packer()
     baseline = generations.pop("baseline")
     items = {}
@@ -232,13 +217,29 @@ def take_snapshot(
     with explorer.hold_sync():
         explorer.precomputed_data = data
         explorer.precomputed = document
-    import json
-
     return SnapshotSummary(
         features=tuple(chosen), n_scales=max(len(v) for v in grids.values()), n_classes=len(classes),
         json_bytes=len(json.dumps(document, separators=(",", ":"))), data_bytes=len(data),
         seconds=time.perf_counter() - start,
     )
+
+
+def _grids(explorer: Any, reader: ExplorerReader, features: list[int], grid: list[float] | None,
+           n_scales: int) -> dict[int, list[float]]:
+    """The scales of each feature; the current scale joins the current feature's grid."""
+    grids = {}
+    for f in features:
+        values = list(grid) if grid is not None else symlog_grid(reader.scale_range(f), n_scales)
+        if f == explorer.feature and explorer.scale not in values:
+            values = sorted({*values, float(explorer.scale)})
+        grids[f] = values
+    rows = sum(len(v) for v in grids.values())
+    if rows > MAX_ROWS:
+        raise ValueError(
+            f"{len(features)} features x their scales make {rows} generations (limit {MAX_ROWS}): "
+            "pass fewer features or a smaller n_scales/scales"
+        )
+    return grids
 
 
 def _classes(explorer: Any, token_classes: Any) -> list[str]:

@@ -32,7 +32,8 @@ function describe(snapshot) {
   const counts = features.map((f) => (snapshot.items[f].scales || []).length);
   const scales = Math.max(0, ...counts);
   const list = features.length <= 8 ? features.map((f) => `#${f}`).join(", ") : `${features.length} features`;
-  return `${list} × ${scales} scales`;
+  const prompt = snapshot.inputs && snapshot.inputs.prompt;
+  return `${list} × ${scales} scales${prompt ? ` for the prompt ${JSON.stringify(prompt)}` : ""}`;
 }
 
 /**
