@@ -140,6 +140,17 @@ def check_view(page, root, scales, artifacts: Path, name: str) -> None:
     assert SHOWN_TOKEN in root.locator(".sw-top-tokens").inner_text()
     assert page.evaluate("window.__pwned") is None
     assert root.locator(".sw-steered img, .sw-top-tokens img").count() == 0
+    # the token-class menu and the search answer from the snapshot too
+    select = root.locator(".sw-histogram select")
+    other = select.locator("option").nth(1).get_attribute("value")
+    select.select_option(other)
+    root.locator(f".sw-chart[data-token-class='{other}']").wait_for(timeout=10_000)
+    search = root.locator(".sw-picker input[type=search]")
+    search.fill("onerror")
+    search.press("Enter")
+    root.locator(".sw-search-results button").first.wait_for(timeout=5_000)
+    assert SHOWN_TOKEN[:8] in root.locator(".sw-search-results").inner_text() or "onerror" in root.locator(".sw-search-results").inner_text()
+    assert page.evaluate("window.__pwned") is None
     root.screenshot(path=str(artifacts / f"{name}.png"))
 
 
