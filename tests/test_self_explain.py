@@ -269,6 +269,7 @@ def test_remote_local_and_binding_and_direction(model, sae):
         (dict(feature=[1, 1]), "distinct"),
         (dict(feature=[]), "empty"),
         (dict(max_new_tokens=0), "max_new_tokens"),
+        (dict(batch_size=0), "batch_size"),
         (dict(feature=torch.ones(5)), "d_model=32"),
         (dict(features=[1]), "not both"),
         (dict(template=[{"role": "user", "content": "X?"}]), "no chat_template"),
@@ -445,3 +446,5 @@ def test_self_explain_with_layer_map_injects_the_mapped_direction(model, hf, sae
         self_explain(model, sae, 4, layer=0, layer_map=layer_map, **FAST)
     with pytest.raises(ValueError, match="LayerMap"):
         self_explain(model, sae, 4, layer_map=np.eye(D_MODEL), **FAST)
+    with pytest.raises(ValueError, match="fit the map with this SAE"):
+        self_explain(model, random_sae(D_MODEL, 64, layer=3), 4, layer_map=layer_map, **FAST)

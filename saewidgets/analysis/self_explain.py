@@ -22,7 +22,7 @@ from ..core.sae import SAE, check_index
 from . import self_explain_cache as cache
 from . import self_explain_metrics as metrics
 from .self_explain_engine import measure_prompt, patched_generate
-from .self_explain_map import LayerMap, fit_layer_map
+from .self_explain_map import LayerMap, fit_layer_map, residual_point
 from .self_explain_prompts import DEFAULT_PLACEHOLDER, SelfExplainPrompt, build_prompt, cut_explanation
 
 DEFAULT_MAX_NEW_TOKENS = 16
@@ -122,13 +122,16 @@ def self_explain(
         elif layer != layer_map.target:
             raise ValueError(f"layer={layer} but the layer_map injects at layer {layer_map.target}; fit a map for this layer")
     setup = _Setup.build(model, sae, layer, probe_layer)
+    if layer_map is not None and setup.sae_point is not None and layer_map.source != setup.sae_point:
+        raise ValueError(
+            f"the layer_map starts at residual point {layer_map.source} but the SAE reads point "
+            f"{setup.sae_point}; fit the map with this SAE"
+        )
     items = _feature_items(setup, feature)
     for item in items:
         item.inject = item.direction if layer_map is None else layer_map.apply(item.direction[None])[0]
-    if not isinstance(max_new_tokens, numbers.Integral) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
-    if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    _check_positive_int(max_new_tokens, "max_new_tokens")
+    _check_positive_int(batch_size, "batch_size")
     user_scales = None if scales is None else _check_scales(scales)
     prompt = build_prompt(setup.model.tokenizer, template, placeholder, stop)
 
@@ -173,6 +176,7 @@ class _Setup:
     d_model: int
     layer: int
     probe_layer: int
+    sae_point: int | None  # residual point the SAE reads (see LayerMap), None without an SAE
 
     @classmethod
     def build(cls, model: Any, sae: Any, layer: Any, probe_layer: Any) -> "_Setup":
@@ -182,11 +186,11 @@ class _Setup:
             n_layers = len(layout.blocks_of(nn_model._module))
             from ..core.model import hidden_size
 
-            d_model, sae_obj = hidden_size(nn_model._module), None
+            d_model, sae_obj, sae_point = hidden_size(nn_model._module), None, None
         else:
             binding = bind(model, sae)
             nn_model, layout, n_layers = binding.model, binding.layout, binding.n_layers
-            d_model, sae_obj = binding.d_model, binding.sae
+            d_model, sae_obj, sae_point = binding.d_model, binding.sae, residual_point(binding)
         default_inject, default_probe = metrics.default_layers(n_layers)
         layer = default_inject if layer is None else check_index(
             layer, n_layers, "layer", "this model has {n} blocks, and the injection point is the input of one"
@@ -203,7 +207,7 @@ class _Setup:
                 f"probe_layer={probe_layer} must come after the injection layer={layer}: self-similarity "
                 f"is read downstream of the patch (valid: {layer + 1}..{n_layers})"
             )
-        return cls(nn_model, layout, sae_obj, n_layers, d_model, layer, probe_layer)
+        return cls(nn_model, layout, sae_obj, n_layers, d_model, layer, probe_layer, sae_point)
 
 
 @dataclass
@@ -248,6 +252,11 @@ def _feature_items(setup: _Setup, feature: Any) -> list[_Item]:
         raise ValueError(f"features must be distinct, got {indices}")
     W_dec = setup.sae.W_dec
     return [_Item(i, f"f{i}", W_dec[i].detach().float().cpu()) for i in indices]
+
+
+def _check_positive_int(value: Any, name: str) -> None:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _check_scales(scales: Any) -> np.ndarray:
