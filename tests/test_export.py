@@ -199,6 +199,15 @@ def test_charts_export_to_png_and_svg_offline(explorer, tmp_path, no_network):
     assert text.lstrip().startswith("<svg") and "logit weight" in text
     alt_chart = sw.export.save_chart(sw.export.histogram_spec(explorer.histogram), tmp_path / "spec.svg")
     assert alt_chart.bytes > 1000
+    sweep = sw.self_explain(explorer.binding, features=[explorer.feature], progress=False, **SWEEP)
+    metrics = explorer.save_chart(tmp_path / "self_explanation.svg", "self_explanation", sweep=sweep)
+    assert "self-similarity" in metrics.path.read_text()
+    with pytest.raises(ValueError, match="no rows for feature"):
+        explorer.save_chart(tmp_path / "x.svg", "self_explanation", sweep=sweep[sweep["feature"] == -1])
+    # tokenizers produce control characters, which XML (so SVG, so PNG through it) forbids
+    spec = {"data": {"values": [{"x": 1, "token": "a\x11b"}]}, "mark": "bar",
+            "encoding": {"x": {"field": "x", "type": "quantitative"}, "tooltip": [{"field": "token"}]}}
+    assert sw.export.save_chart(spec, tmp_path / "control.png").bytes > 1000
     with pytest.raises(ValueError, match=".png, .svg or .pdf"):
         explorer.save_chart(tmp_path / "hist.gif")
     with pytest.raises(ValueError, match="unknown chart"):
@@ -277,7 +286,8 @@ def test_gemma_notebook_runs_end_to_end_on_a_substituted_model(tmp_path, monkeyp
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, errors
     written = sorted(p.name for p in (tmp_path / "exported").iterdir())
-    assert {"feature_3.html", "gallery.html", "feature_3_histogram.png", "feature_3_histogram.svg"} <= set(written)
+    assert {"feature_3.html", "gallery.html", "feature_3_histogram.png", "feature_3_histogram.svg",
+            "feature_3_self_explanation.png"} <= set(written)
     saved = tmp_path / "saved.ipynb"
     nbformat.write(nb, saved)
     assert "application/vnd.jupyter.widget-state+json" in nb.metadata.get("widgets", {})

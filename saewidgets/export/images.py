@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,28 @@ def vega_lite_spec(chart: Any) -> dict:
     return spec
 
 
+# Characters XML forbids (C0 controls other than tab/newline/return, U+FFFE/U+FFFF, lone
+# surrogates): tokenizers do produce them, and an SVG that holds one is not valid XML.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def xml_safe(value: Any) -> Any:
+    """``value`` (a spec) with every string's XML-forbidden characters written as ``\\xNN`` escapes."""
+    if isinstance(value, str):
+        return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else "\ufffd", value)
+    if isinstance(value, dict):
+        return {k: xml_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [xml_safe(v) for v in value]
+    return value
+
+
 def chart_bytes(chart: Any, fmt: str, *, scale: float = 2.0, ppi: float = 72) -> bytes:
     """``chart`` rendered as ``fmt`` ("png", "svg" or "pdf"); external data URLs are refused."""
     import vl_convert as vlc
 
     fmt = fmt.lower().lstrip(".")
-    spec = vega_lite_spec(chart)
+    spec = xml_safe(vega_lite_spec(chart))
     offline = {"allowed_base_urls": []}
     if fmt == "png":
         return vlc.vegalite_to_png(spec, scale=scale, ppi=ppi, **offline)

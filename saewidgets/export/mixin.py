@@ -54,30 +54,32 @@ class ExportMixin(t.HasTraits):
         return save_explorer_html(self, path, features=features, scales=scales, title=title, gallery=gallery,
                                   **options)
 
-    def save_chart(self, path: str | Path, chart: str = "histogram", *, scale: float = 2.0) -> Saved:
+    def save_chart(self, path: str | Path, chart: str = "histogram", *, scale: float = 2.0, sweep: Any = None) -> Saved:
         """Save a chart of the current view as PNG, SVG or PDF (by suffix), offline.
 
-        ``chart``: "histogram" (the logit histogram by token class) or "self_explanation"
-        (metric curves against scale, when the explorer has a self-explanation sweep).
+        ``chart``: "histogram" (the logit histogram of the current feature by token class)
+        or "self_explanation" (its self-explanation metrics against scale: from ``sweep``, a
+        DataFrame of ``sw.self_explain``, else from a sweep run now for the current feature).
         """
         from .images import save_chart
 
-        return save_chart(self.chart_spec(chart), path, scale=scale)
+        return save_chart(self.chart_spec(chart, sweep=sweep), path, scale=scale)
 
-    def chart_spec(self, chart: str = "histogram") -> Any:
-        """The Vega-Lite spec (or altair chart) of one of the view's charts."""
+    def chart_spec(self, chart: str = "histogram", *, sweep: Any = None) -> Any:
+        """The Vega-Lite spec (or altair chart) of one of the view's charts (see ``save_chart``)."""
         if chart == "histogram":
             from .charts import histogram_spec
 
             return histogram_spec(self.histogram, title=f"Feature {self.feature} · logit weights")
         if chart == "self_explanation":
-            frame = getattr(self, "self_explanation_frame", None)
-            frame = frame() if callable(frame) else frame
-            if frame is None:
-                raise ValueError("no self-explanation sweep yet: run the self-explanation panel (or sw.self_explain) first")
+            from ..analysis.self_explain import self_explain
             from ..analysis.self_explain_chart import self_explanation_chart
 
-            return self_explanation_chart(frame, current_scale=self.scale)
+            if sweep is None:
+                sweep = self_explain(self.binding, features=[self.feature])
+            elif "feature" in sweep and self.feature not in set(sweep["feature"]):
+                raise ValueError(f"the sweep has no rows for feature {self.feature} (the explorer's current feature)")
+            return self_explanation_chart(sweep, feature=self.feature if "feature" in sweep else None)
         raise ValueError(f"unknown chart {chart!r}: use 'histogram' or 'self_explanation'")
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

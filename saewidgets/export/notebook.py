@@ -114,6 +114,9 @@ def _static_chart(output: Any) -> None:
         return
     import vl_convert as vlc
 
+    from .images import xml_safe
+
+    spec = xml_safe(spec)
     try:
         if "vegalite" in kind:
             svg = vlc.vegalite_to_svg(spec, allowed_base_urls=[])

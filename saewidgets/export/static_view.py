@@ -22,6 +22,12 @@ CELL = "padding:1px 8px 1px 0;text-align:left"
 MONO = "font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace"
 
 
+def xml_safe(text: str) -> str:
+    from .images import xml_safe as safe
+
+    return safe(str(text))
+
+
 def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
@@ -79,7 +85,7 @@ def histogram_svg(histogram: Mapping, width: int = 420, height: int = 150) -> st
         f'<text x="{left}" y="{height - 4}" font-size="10" fill="#5f6368">{fmt(edges[0])}</text>'
         f'<text x="{width - left}" y="{height - 4}" font-size="10" fill="#5f6368" text-anchor="end">{fmt(edges[-1])}</text>'
         f'<text x="{width / 2}" y="{height - 4}" font-size="10" fill="#5f6368" text-anchor="middle">'
-        f'{esc(histogram.get("xlabel") or "logit weight")}</text>'
+        f'{esc(xml_safe(histogram.get("xlabel") or "logit weight"))}</text>'
     )
     legend = " ".join(
         f'<span style="white-space:nowrap"><span style="display:inline-block;width:9px;height:9px;'
