@@ -10,6 +10,10 @@ layer 6. All rows are measured in the same run:
 - sequential: the same call with ``batch_size=1``: the same 34 rows, one generation each.
 
     python benchmarks/bench_self_explain.py [--quick] [--device cpu|cuda]
+
+``--organism`` instead measures quality on the model organism's ground truth: how many of
+its 10 concept features are named by their self-explanation, with the paper's method, with
+a layer map, and with control directions (see benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -48,8 +52,69 @@ def timed(fn, repeats: int) -> tuple[float, float, object]:
     return statistics.median(walls), statistics.median(cpus), result
 
 
+def organism_quality() -> None:
+    """Concepts named by their feature's self-explanation on the model organism, per setting."""
+    import itertools
+    import random
+    import re
+
+    from saewidgets.analysis.self_explain import fit_layer_map
+    from saewidgets.model_organism.corpus import concept_sentence, iter_documents
+    from saewidgets.model_organism.vocab import CATEGORY_NOUN
+
+    model, sae = sw.organism()
+    truth = sw.organism_ground_truth()
+    concepts = list(truth.concepts)
+    features = [truth.feature(c) for c in concepts]
+    hf, tok = model._module, model.tokenizer
+
+    def named(text: str, concept: str) -> bool:
+        return bool(set(re.findall(r"[a-z]+", text.lower())) & {concept, CATEGORY_NOUN[concept][1]})
+
+    def score(df, labels) -> tuple[int, int]:
+        chosen = sum(named(df.attrs["chosen_explanation"][f], c) for f, c in zip(labels, concepts))
+        anywhere = sum(any(named(e, c) for e in df[df["feature"] == f]["explanation"]) for f, c in zip(labels, concepts))
+        return chosen, anywhere
+
+    def concept_directions(layer: int) -> torch.Tensor:
+        """Centred mean residual entering block ``layer`` at each concept's words in context."""
+        rng, means = random.Random(0), []
+        for concept in concepts:
+            rows = []
+            for word in truth.concepts[concept]:
+                for _ in range(4):
+                    text = concept_sentence(rng, concept, word)
+                    enc = tok(text, return_offsets_mapping=True)
+                    start = text.find(word)
+                    pos = [i for i, (a, b) in enumerate(enc["offset_mapping"]) if a < start + len(word) and start < b]
+                    with torch.no_grad():
+                        hidden = hf(torch.tensor([enc["input_ids"]]), output_hidden_states=True).hidden_states
+                    rows.append(hidden[layer][0, pos[-1]])
+            means.append(torch.stack(rows).mean(0))
+        dirs = torch.stack(means) - torch.stack(means).mean(0)
+        return dirs / dirs.norm(dim=1, keepdim=True)
+
+    common = dict(max_new_tokens=6, progress=False)
+    results = []
+    df = self_explain(model, sae, features=features, **common)
+    results.append(("paper's method, defaults", *score(df, features)))
+    for n_docs in (200, 400):
+        texts = list(itertools.islice(iter_documents(123), n_docs))
+        layer_map = fit_layer_map(model, sae, texts, 0, batch_size=100, progress=False)
+        df = self_explain(model, sae, features=features, layer_map=layer_map, **common)
+        results.append((f"layer map from {n_docs} documents (R^2 {layer_map.r2:.2f})", *score(df, features)))
+    for source, layer in ((0, 0), (truth.layer, 0), (truth.layer, 1)):
+        df = self_explain(model, None, concept_directions(source), layer=layer, **common)
+        labels = list(dict.fromkeys(df["feature"]))
+        results.append((f"control: concept directions of block {source}, injected at block {layer}", *score(df, labels)))
+    print(f"model organism, {len(concepts)} concepts; named at the chosen scale / at any of the 32 scales")
+    for name, chosen, anywhere in results:
+        print(f"{name:62s} {chosen:3d}/{len(concepts)} {anywhere:3d}/{len(concepts)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--organism", action="store_true", help="ground-truth quality on the model organism")
     parser.add_argument("--quick", action="store_true", help="one repeat, no many-features row")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--max-new-tokens", type=int, default=16)
@@ -57,6 +122,9 @@ def main() -> None:
     # Random weights drive softmax/GELU tails into denormal floats, which are very slow on x86
     # CPUs; flushing them to zero affects both paths alike.
     torch.set_flush_denormal(True)
+    if args.organism:
+        organism_quality()
+        return
     repeats = 1 if args.quick else 3
     n_features = 8
 
