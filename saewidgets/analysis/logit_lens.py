@@ -21,8 +21,8 @@ the part of the logits that moves with ``d`` is ``(g * C d) @ W_U / sigma(x)``.
   enrichment do not depend on it; it is left out, as is ``b @ W_U`` (the same for
   every feature) and any final logit soft-capping (monotone).
 
-This is what the reference computed: its GPT-2 came from TransformerLens with
-default processing, which folds ``ln_final.w`` into ``W_U`` and centres its
+This is what the reference computed: its GPT-2 came from TransformerLens's
+``HookedTransformer.from_pretrained``, whose default processing folds ``ln_final.w`` into ``W_U`` and centres its
 columns over d_model (``fold_ln``), and also subtracts each row's mean over the
 vocabulary (``center_unembed``: shifts every feature's weights by a constant,
 changing only the ``mean``). ``fold_norm=False`` uses the raw ``d @ W_U``.
@@ -44,6 +44,7 @@ from .logit_core import NOT_GIVEN, auto_chunk, feature_spec, iter_weights, resol
 from .logit_kinds import bimodality as bimodality_of
 from .logit_kinds import feature_kinds, fixed_thresholds, kind_thresholds
 from .token_strings import tokenizer_strings
+
 
 def logit_weights(
     model: Any,

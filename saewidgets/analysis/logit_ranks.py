@@ -42,8 +42,11 @@ class Ranks:
     """Descending positions of every token, and the tie groups, for rows of weights."""
 
     ranks: np.ndarray  # rows x V: 0-based position in descending order (ties: by token id)
-    group_first: np.ndarray  # rows x K: first position of each tie group (padding: V)
+    group_first: np.ndarray  # rows x K: first position of each tie group, ascending (padding: V)
     group_last: np.ndarray  # rows x K: last position of each tie group (padding: V)
+    tied_row: np.ndarray  # for every position inside a tie group: its row,
+    tied_token: np.ndarray  # the token there,
+    tied_shift: np.ndarray  # and its group's mid-rank minus the position
     tie_term: np.ndarray  # per row: sum over groups of (t^3 - t)
 
 
@@ -68,7 +71,7 @@ def descending_ranks(weights: np.ndarray) -> Ranks:
     rows, vocab = weights.shape
     rank_dtype = np.uint16 if vocab <= 2**16 else np.uint32
     ranks = np.empty((rows, vocab), dtype=rank_dtype)
-    groups, tie_term = [], np.zeros(rows)
+    groups, tied, tie_term = [], [], np.zeros(rows)
     positions = np.arange(vocab, dtype=rank_dtype)
     for row in range(rows):  # 1-D take/scatter are several times faster than take_along_axis
         first = np.argsort(lows[row], kind="stable")
@@ -80,29 +83,39 @@ def descending_ranks(weights: np.ndarray) -> Ranks:
             breaks = np.flatnonzero(np.diff(equal) != 1)
             starts = equal[np.concatenate([[0], breaks + 1])]
             lasts = equal[np.concatenate([breaks, [equal.size - 1]])] + 1
-            t = (lasts - starts + 1).astype(np.float64)
+            lengths = lasts - starts + 1
+            t = lengths.astype(np.float64)
             tie_term[row] = np.sum(t**3 - t)
             groups.append((row, starts, lasts))
+            offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            inside = np.repeat(starts, lengths) + offsets  # every position inside a group
+            mids = np.repeat((starts + lasts) / 2, lengths)
+            tied.append((np.full(inside.size, row), order.take(inside), mids - inside))
     width = max((g[1].size for g in groups), default=0)
     group_first = np.full((rows, width), vocab, dtype=np.int64)
     group_last = np.full((rows, width), vocab, dtype=np.int64)
     for row, starts, lasts in groups:
         group_first[row, : starts.size] = starts
         group_last[row, : lasts.size] = lasts
-    return Ranks(ranks, group_first, group_last, tie_term)
+    if tied:
+        tied_row, tied_token, tied_shift = (np.concatenate(parts) for parts in zip(*tied))
+    else:
+        tied_row, tied_token, tied_shift = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    return Ranks(ranks, group_first, group_last, tied_row.astype(np.int64), tied_token.astype(np.int64),
+                 tied_shift.astype(np.float64), tie_term)
 
 
-def smaller_sides(members: list[np.ndarray], vocab: int) -> list[tuple[np.ndarray, bool]]:
-    """Each set, or its complement when that is smaller, and whether it was flipped.
-    The complement's running sum is the set's negated, and its U is ``m n - U``."""
+def smaller_sides(members: list[np.ndarray], vocab: int) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+    """Each set, or its complement when that is smaller, as (ids, mask, flipped). The
+    complement's running sum is the set's negated, and its U is ``m n - U``."""
     sides = []
     for ids in members:
-        if ids.size > vocab // 2:
-            keep = np.ones(vocab, dtype=bool)
-            keep[ids] = False
-            sides.append((np.flatnonzero(keep), True))
-        else:
-            sides.append((np.asarray(ids), False))
+        mask = np.zeros(vocab, dtype=bool)
+        mask[ids] = True
+        flipped = ids.size > vocab // 2
+        if flipped:
+            mask = ~mask
+        sides.append((np.flatnonzero(mask), mask, flipped))
     return sides
 
 
@@ -110,7 +123,7 @@ def rank_scores(
     weights: np.ndarray,
     members: list[np.ndarray],
     *,
-    sides: list[tuple[np.ndarray, bool]] | None = None,
+    sides: list[tuple[np.ndarray, np.ndarray, bool]] | None = None,
 ) -> RankScores:
     """Enrichment scores and Mann-Whitney U of each set (token id arrays) in each row.
     ``sides``: ``smaller_sides(members, V)``, to compute once for many calls. When the
@@ -123,59 +136,57 @@ def rank_scores(
         return RankScores(es, u, np.zeros(0))
     ranked = descending_ranks(weights)
     kind = "stable" if ranked.ranks.dtype == np.uint16 else "quicksort"  # stable = radix sort for 16-bit
-    has_groups = ranked.group_first.shape[1] > 0
-    group_size = ranked.group_last - ranked.group_first + 1
-    for s, (ids, flipped) in enumerate(sides or smaller_sides(members, vocab)):
+    all_rows = np.arange(rows)
+    for s, (ids, mask, flipped) in enumerate(sides or smaller_sides(members, vocab)):
         m = ids.size
         n = vocab - m
         if m == 0 or n == 0:
             continue
         wide = np.int64 if vocab * (m + 1) >= 2**31 else np.int32
-        score = np.sort(np.take(ranked.ranks, ids, axis=1), axis=1, kind=kind).astype(wide)  # member positions
-        position_sum = score.sum(axis=1, dtype=np.int64).astype(np.float64)
-        fix = _mixed_groups(score, ranked, group_size) if has_groups else None
-        if fix is not None:  # mixed tie groups: members share the group's mid-rank
-            fix_rows, fix_cols, a, b, lo, hi, lengths, naive = fix
-            np.add.at(position_sum, fix_rows[np.cumsum(lengths) - 1], (hi - lo) * (a + b) / 2 - naive)
-        # after member j: S_j = j V - (r_j + 1) m = m n x running sum; before it: S_j - n
+        positions = np.sort(np.take(ranked.ranks, ids, axis=1), axis=1, kind=kind)
+        # U = m n - sum of (mid-)ranks + m (m - 1) / 2; members inside a tie group take its mid-rank
+        rank_sum = positions.sum(axis=1, dtype=np.int64).astype(np.float64)
+        if ranked.tied_row.size:
+            shift = np.where(mask[ranked.tied_token], ranked.tied_shift, 0.0)
+            rank_sum += np.bincount(ranked.tied_row, weights=shift, minlength=rows)
+        u_side = m * n - rank_sum + m * (m - 1) / 2
+        # after member j the running sum is S_j / (m n), S_j = j V - (r_j + 1) m; just before it, (S_j - n) / (m n)
+        score = positions.astype(wide)
         score *= wide(-m)
         score += np.arange(1, m + 1, dtype=wide) * wide(vocab) - wide(m)
-        if fix is not None:  # tie-aware: after a group's members = after the whole group, before = before it
-            score[fix_rows, fix_cols] = np.repeat(hi * vocab - (b + 1) * m, lengths)
-        high = score.max(axis=1).astype(np.int64)
-        if fix is not None:
-            score[fix_rows, fix_cols] = np.repeat(lo * vocab - a * m + n, lengths)
-        low = score.min(axis=1).astype(np.int64) - n
+        top, bottom = score.argmax(axis=1), score.argmin(axis=1)
+        high = score[all_rows, top].astype(np.int64)
+        low = score[all_rows, bottom].astype(np.int64) - n
+        if ranked.group_first.shape[1]:  # an extreme at a tied member: evaluate that row between groups
+            for row in _rows_with_tied_extremes(ranked, positions[all_rows, top], positions[all_rows, bottom]):
+                high[row], low[row] = _tie_aware_extremes(positions[row], ranked, row, m, vocab)
         value = np.where(high + low >= 0, high, low) / (m * n)
-        # U = m n - sum of mid-ranks + m (m - 1) / 2
-        u_side = m * n - position_sum + m * (m - 1) / 2
         es[:, s] = -value if flipped else value
         u[:, s] = m * n - u_side if flipped else u_side
     return RankScores(es, u, ranked.tie_term)
 
 
-def _mixed_groups(positions: np.ndarray, ranked: Ranks, group_size: np.ndarray):
-    """Tie groups holding both members and non-members of a set, and the members in them:
-    (rows, columns) of those members, each group's first/last position a/b, members before
-    it (lo) and up to its end (hi), member counts, and the sum of the members' positions."""
-    lo = np.zeros(ranked.group_first.shape, dtype=np.int64)
-    hi = np.zeros(ranked.group_first.shape, dtype=np.int64)
-    for row in np.flatnonzero(ranked.group_first[:, 0] < ranked.ranks.shape[1]):
-        lo[row] = np.searchsorted(positions[row], ranked.group_first[row], side="left")
-        hi[row] = np.searchsorted(positions[row], ranked.group_last[row], side="right")
-    count = hi - lo
-    mixed_rows, mixed_groups = np.nonzero((count > 0) & (count < group_size))
-    if mixed_rows.size == 0:
-        return None
-    lo, hi = lo[mixed_rows, mixed_groups].astype(np.int64), hi[mixed_rows, mixed_groups].astype(np.int64)
-    a = ranked.group_first[mixed_rows, mixed_groups]
-    b = ranked.group_last[mixed_rows, mixed_groups]
-    lengths = hi - lo
-    starts = np.repeat(lo - np.cumsum(lengths) + lengths, lengths)
-    cols = np.arange(lengths.sum()) + starts
-    rows = np.repeat(mixed_rows, lengths)
-    naive = np.add.reduceat(positions[rows, cols].astype(np.float64), np.cumsum(lengths) - lengths)
-    return rows, cols, a, b, lo, hi, lengths, naive
+def _rows_with_tied_extremes(ranked: Ranks, at_top: np.ndarray, at_bottom: np.ndarray) -> np.ndarray:
+    """Rows whose highest or lowest running sum sits at a member inside a tie group. Elsewhere
+    the tie-aware extremes equal the token-id-order ones: moving a member to its group's end
+    only lowers its "after" value, and to its group's start only raises its "before" value."""
+    first, last = ranked.group_first, ranked.group_last
+    inside = ((first <= at_top[:, None]) & (at_top[:, None] <= last)).any(axis=1)
+    inside |= ((first <= at_bottom[:, None]) & (at_bottom[:, None] <= last)).any(axis=1)
+    return np.flatnonzero(inside)
+
+
+def _tie_aware_extremes(positions: np.ndarray, ranked: Ranks, row: int, m: int, vocab: int) -> tuple[int, int]:
+    """Highest S and lowest S - n of one row with every member of a tie group at the group's
+    last position (for "after" values) and first position (for "before" values)."""
+    first, last = ranked.group_first[row], ranked.group_last[row]
+    at = np.searchsorted(first, positions, side="right") - 1
+    inside = (at >= 0) & (positions <= last[np.clip(at, 0, None)])
+    late = np.where(inside, last[np.clip(at, 0, None)], positions).astype(np.int64)
+    early = np.where(inside, first[np.clip(at, 0, None)], positions).astype(np.int64)
+    steps = np.arange(1, m + 1, dtype=np.int64) * vocab - m
+    n = vocab - m
+    return int((steps - late * m).max()), int((steps - early * m).min() - n)
 
 
 def mann_whitney_p(u: np.ndarray, m: np.ndarray, vocab: int, tie_term: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -165,10 +165,14 @@ class TokenClasses(Mapping):
     def add_ids(self, name: str, ids: Any) -> np.ndarray:
         """Tokens with the given ids (or a boolean mask over the vocabulary)."""
         self._check_new(name)
-        array = np.asarray(ids.detach().cpu() if hasattr(ids, "detach") else list(ids) if isinstance(ids, (set, frozenset)) else ids)
+        if hasattr(ids, "detach"):  # a torch tensor
+            ids = ids.detach().cpu().numpy()
+        array = np.asarray(sorted(ids) if isinstance(ids, (set, frozenset)) else ids)
         if array.dtype == bool:
             if array.shape != (self.vocab_size,):
-                raise ValueError(f"a mask for class {name!r} must have {self.vocab_size} entries, got shape {array.shape}")
+                raise ValueError(
+                    f"a mask for class {name!r} must have {self.vocab_size} entries, got shape {array.shape}"
+                )
             return self._store(name, array.copy())
         array = array.reshape(-1)
         if array.size == 0:
