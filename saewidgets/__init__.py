@@ -29,6 +29,7 @@ _LAZY = {
     "SteeringResult": ".analysis.steering",
     "self_explain": ".analysis.self_explain",
     "FeatureExplorer": ".widgets.explorer",
+    "export": ".export",
 }
 
 __all__ = ["SAE", "Binding", "HookPoint", "ModelLayout", "bind", "load_model", "load_sae", "save_sae", *_LAZY]
@@ -38,7 +39,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'saewidgets' has no attribute {name!r}")
-    value = getattr(import_module(module, __name__), name)
+    imported = import_module(module, __name__)
+    value = imported if module == f".{name}" else getattr(imported, name)
     globals()[name] = value
     return value
 
