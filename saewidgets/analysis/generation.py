@@ -11,10 +11,17 @@ Decoding is done here, not by transformers' sampler, so that it is reproducible
 and shared between rows: greedy when ``temperature == 0``; otherwise Gumbel-max
 sampling, ``argmax(logits / T + g)``, where the Gumbel noise ``g`` for step t is
 drawn from ``torch.Generator().manual_seed(seed)`` and is the SAME for every row.
-So a run is reproducible from its seed, a row's tokens do not depend on which
-other rows share the batch, and two rows whose next-token distributions agree
-pick the same token (a steered row and its baseline only part where steering
-changed the choice).
+``top_p`` keeps the smallest set of most likely tokens whose probability (after
+the temperature) reaches top_p, as transformers does.
+
+What "same seed" guarantees: the same call with the same seed gives the same
+tokens (on the same device type and torch version: CPU and CUDA draw different
+streams); a row's tokens do not depend on which other rows share the batch; and
+every row sees the same noise at every step, so two rows whose next-token
+distributions agree pick the same token: a steered row and its baseline part only
+where steering changed the choice. (transformers' own sampler draws one
+multinomial for the whole batch, so there each row's draw would depend on its
+neighbours and two runs could not share noise; that is why sampling is done here.)
 """
 
 from __future__ import annotations
