@@ -258,6 +258,8 @@ def test_binding_forms_and_hook_override(gpt2):
         (dict(directions=torch.ones(16)), "(16,)"),
         (dict(directions=[(torch.ones(32), float("nan"))]), "direction 0 is nan"),
         (dict(directions=torch.full((32,), math.inf)), "NaN or infinite"),
+        (dict(directions=torch.tensor(2.0)), "directions must be a vector"),
+        (dict(directions="up"), "directions must be a vector"),
         (dict(max_new_tokens=0), "max_new_tokens must be an integer >= 1"),
         (dict(max_new_tokens=2.5), "max_new_tokens"),
         (dict(temperature=-0.1), "temperature must be a finite number >= 0"),

@@ -263,7 +263,15 @@ def _directions(binding: Binding, directions: Any) -> list[tuple[torch.Tensor, f
     if isinstance(directions, (list, tuple)):
         items = [d if isinstance(d, tuple) else (d, 1.0) for d in directions]
     else:
-        matrix = torch.as_tensor(directions)
+        try:
+            matrix = torch.as_tensor(directions)
+        except (TypeError, ValueError, RuntimeError):
+            matrix = None
+        if matrix is None or matrix.ndim not in (1, 2):
+            raise ValueError(
+                "directions must be a vector of length d_model, a k x d_model tensor, or a list of vectors "
+                f"or (vector, scale) pairs; got {type(directions).__name__}"
+            )
         items = [(row, 1.0) for row in (matrix[None] if matrix.ndim == 1 else matrix)]
     pairs = []
     for i, item in enumerate(items):
