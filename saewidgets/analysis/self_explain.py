@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from ..core.binding import Binding, bind
+from ..core.locks import model_lock
 from ..core.model import load_model, model_layout
 from ..core.sae import SAE, check_index
 from . import self_explain_cache as cache
@@ -135,9 +136,10 @@ def self_explain(
     user_scales = None if scales is None else _check_scales(scales)
     prompt = build_prompt(setup.model.tokenizer, template, placeholder, stop)
 
-    reference_norm, mean_embedding = measure_prompt(
-        setup.model, setup.layout, prompt.input_ids, setup.layer, remote=remote
-    )
+    with model_lock(setup.model):  # one nnsight trace per model at a time (the explorer's threads)
+        reference_norm, mean_embedding = measure_prompt(
+            setup.model, setup.layout, prompt.input_ids, setup.layer, remote=remote
+        )
     baseline = mean_embedding / mean_embedding.norm().clamp_min(1e-12) * reference_norm
     for item in items:
         norm = float(item.direction.norm())
@@ -162,7 +164,8 @@ def self_explain(
         item.path = cache.entry_path(folder, item.tag, item.key)
         item.entry = cache.load_entry(item.path, item.key)
 
-    _run_missing(setup, prompt, items, baseline, int(max_new_tokens), int(batch_size), remote, progress, generate_kwargs)
+    with model_lock(setup.model):
+        _run_missing(setup, prompt, items, baseline, int(max_new_tokens), int(batch_size), remote, progress, generate_kwargs)
     return _assemble(setup, prompt, items, reference_norm, failure_threshold)
 
 

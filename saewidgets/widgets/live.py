@@ -10,7 +10,7 @@ and ``ticket.publish`` writes a result only while the ticket is still the newest
 request was made). The kernel's main thread only submits, so it stays free.
 
 nnsight cannot run two traces on the same model at once, so jobs that trace a
-model take ``model_lock(model)``.
+model take ``model_lock(model)`` (``saewidgets.core.locks``, re-exported here).
 """
 
 from __future__ import annotations
@@ -18,22 +18,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import weakref
-from typing import Any, Callable
+from typing import Callable
+
+from ..core.locks import model_lock  # re-exported: it lived here first
 
 log = logging.getLogger(__name__)
 
-_MODEL_LOCKS: "weakref.WeakKeyDictionary[Any, threading.RLock]" = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
-
-
-def model_lock(model: Any) -> threading.RLock:
-    """One re-entrant lock per model object: hold it while tracing the model."""
-    with _LOCKS_GUARD:
-        lock = _MODEL_LOCKS.get(model)
-        if lock is None:
-            lock = _MODEL_LOCKS[model] = threading.RLock()
-        return lock
+__all__ = ["LatestRequestRunner", "Superseded", "Ticket", "model_lock"]
 
 
 class Superseded(Exception):
