@@ -401,3 +401,169 @@ def test_on_the_model_organism_concept_classes_match_the_ground_truth():
     finally:
         ex.close()
 
+
+
+# -- the self-explanation panel -------------------------------------------------------------
+
+@pytest.fixture
+def sweeps(monkeypatch):
+    """Count the real sw.self_explain calls the explorer makes (a spy: each call still runs)."""
+    import saewidgets.analysis.self_explain as module
+
+    calls: list[list[int]] = []
+    real = module.self_explain
+
+    def counted(*args, **kwargs):
+        calls.append(list(kwargs.get("features") or []))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "self_explain", counted)
+    return calls
+
+
+def row_index(panel: dict, slider: float) -> int:
+    """The rule the panel documents: the sweep scale nearest |slider| x factor."""
+    scales = [row[0] for row in panel["rows"]]
+    target = abs(slider) * panel["factor"]
+    return min(range(len(scales)), key=lambda i: abs(scales[i] - target))
+
+
+def test_self_explanation_follows_the_feature_and_the_slider_without_recomputing(pair, sweeps):
+    import json
+
+    from saewidgets.analysis.self_explain import best_explanations, explanation_at
+
+    model, sae = pair
+    ex = sw.FeatureExplorer(model, sae, feature=3, prompt=PROMPT, max_new_tokens=2)
+    try:
+        assert ex.auto_self_explain  # a small model: on by default
+        panel = ex.self_explanation
+        assert sweeps == [[3]] and panel["feature"] == 3 and panel["status"] == "done"
+        json.dumps(panel, allow_nan=False)  # plain JSON: a saved notebook renders it without a kernel
+        df = sw.self_explain(model, sae, features=[3], progress=False)  # what the explorer ran
+        assert [r[0] for r in panel["rows"]] == pytest.approx(df["scale"].tolist())
+        assert [r[1] for r in panel["rows"]] == df["explanation"].tolist()
+        assert panel["explanation"] == df.attrs["chosen_explanation"] and panel["best"] == best_explanations(df)
+        hook_norm = ex._lens.reference_norm()
+        assert panel["factor"] == pytest.approx(df.attrs["reference_norm"] / hook_norm)
+        assert panel["current"]["index"] == 0  # slider at 0: the sweep's first row
+        # the chart: self_explanation_chart's four metric panels, each with the slider's rule
+        chart = panel["chart"]
+        assert len(chart["concat"]) == 4 and chart["datasets"]["sw_current"] == []
+        assert all(layer["layer"][-1]["data"] == {"name": "sw_current"} for layer in chart["concat"])
+
+        sweeps.clear()
+        for k in (5, 17, len(panel["rows"]) - 1):
+            slider = panel["rows"][k][0] / panel["factor"]
+            ex.scale = round(slider, 6)
+            current = ex.self_explanation["current"]
+            assert current["index"] == row_index(panel, ex.scale) == k
+            assert current["explanation"] == explanation_at(df, current["target_scale"])["explanation"]
+        ex.scale = -ex.scale  # a negative scale: the row of the same size
+        assert ex.self_explanation["current"]["index"] == k
+        assert sweeps == [], "moving the slider recomputed the sweep"
+
+        ex.feature = 7
+        assert sweeps == [[7]] and ex.self_explanation["feature"] == 7
+        ex.feature = 3  # cached
+        assert sweeps == [[7]] and ex.self_explanation["feature"] == 3
+        assert ex.self_explanation["rows"] == panel["rows"]
+        assert ex.self_explain(7)["feature"].tolist() == [7] * len(panel["rows"]) and sweeps == [[7]]
+    finally:
+        ex.close()
+
+
+def test_self_explanation_off_computes_nothing_until_asked(pair, sweeps, monkeypatch):
+    import saewidgets.widgets.explorer_selfexplain as panel_module
+
+    model, sae = pair
+    monkeypatch.setattr(panel_module, "AUTO_MAX_PARAMETERS", 1000)  # the tiny model counts as large
+    ex = sw.FeatureExplorer(model, sae, feature=4, prompt=PROMPT, max_new_tokens=2)
+    try:
+        assert not ex.auto_self_explain
+        off = ex.self_explanation
+        assert off["status"] == "off" and off["feature"] == 4 and off["parameters"] > off["limit"] == 1000
+        ex.feature = 6
+        ex.scale = 2.0
+        assert sweeps == [] and ex.self_explanation["status"] == "off"
+        ex._handle_custom_msg({"type": "self_explain"}, [])  # the panel's button
+        assert sweeps == [[6]] and ex.self_explanation["status"] == "done"
+        assert ex.self_explanation["current"]["slider_scale"] == 2.0
+        ex.feature = 4
+        assert sweeps == [[6]] and ex.self_explanation["status"] == "off"
+        ex.auto_self_explain = True  # the checkbox: explains the current feature, then each new one
+        assert sweeps == [[6], [4]] and ex.self_explanation["status"] == "done"
+    finally:
+        ex.close()
+    with pytest.raises(ValueError, match="must not set"):
+        sw.FeatureExplorer(model, sae, self_explain_options={"feature": 3})
+    with pytest.raises(ValueError, match="dict of sw.self_explain"):
+        sw.FeatureExplorer(model, sae, self_explain_options=["repeat"])
+
+
+def test_live_self_explanation_runs_after_the_steered_generation(pair, sweeps):
+    model, sae = pair
+    ex = sw.FeatureExplorer(model, sae, feature=3, prompt=PROMPT, max_new_tokens=4, debounce=0.0,
+                            self_explain_options={"max_new_tokens": 3, "scales": [0.0, 0.1, 0.2, 0.4]})
+    try:
+        go_live(ex)
+        assert ex.wait(30)
+        order: list[str] = []
+        ex.observe(lambda c: order.append("generation") if c["new"].get("status") == "done" else None, "generation")
+        ex.observe(lambda c: order.append("self-explanation:" + c["new"].get("status", "")), "self_explanation")
+        ex.feature = 9
+        assert ex.self_explanation == {"feature": 9, "status": "running"}  # at once, in the kernel's thread
+        assert ex.wait(60)
+        assert order.index("generation") < order.index("self-explanation:done")
+        panel = ex.self_explanation
+        assert panel["feature"] == 9 and [r[0] for r in panel["rows"]] == [0.0, 0.1, 0.2, 0.4]
+        assert sweeps == [[3], [9]]
+    finally:
+        ex.close()
+
+
+def test_snapshot_stores_the_self_explanation_panel(pair, sweeps):
+    from saewidgets.export.packing import unpack
+
+    model, sae = pair
+    ex = sw.FeatureExplorer(model, sae, feature=3, prompt=PROMPT, max_new_tokens=2, scale=1.0)
+    try:
+        ex.snapshot(features=[5], n_scales=3, token_classes="current", progress=False)
+        assert sweeps == [[3], [5]]  # the current feature's sweep came from the cache
+        items = unpack(ex.precomputed["items"], ex.precomputed_data)
+        assert items["3"]["self_explanation"]["rows"] == ex.self_explanation["rows"]
+        five = items["5"]["self_explanation"]
+        assert five["feature"] == 5 and five["status"] == "done" and five["chart"]["concat"]
+        assert five["current"]["index"] == row_index(five, 1.0)
+        ex.feature = 5  # the snapshot's sweep is the explorer's too
+        assert sweeps == [[3], [5]] and ex.self_explanation["rows"] == five["rows"]
+    finally:
+        ex.close()
+
+
+def test_model_title_is_short():
+    from saewidgets.model_organism.ground_truth import MODEL_DIR
+    from saewidgets.widgets.explorer_data import model_name
+
+    assert model_name(str(MODEL_DIR)) == "saewidgets-organism"
+    assert model_name("/home/me/models/gpt2-small") == "gpt2-small"
+    assert model_name("/runs/run3/checkpoint-500") == "run3/checkpoint-500"
+    assert model_name("google/gemma-2-2b") == "google/gemma-2-2b"
+
+
+def test_self_explain_waits_for_the_model_lock():
+    """sw.self_explain takes the model's lock, so it never traces while another thread does."""
+    from saewidgets.core.locks import model_lock
+
+    model = tiny_model("gpt2")
+    sae = random_sae(32, 16, layer=1)
+    done = threading.Event()
+    with model_lock(model):
+        worker = threading.Thread(target=lambda: (sw.self_explain(model, sae, 2, scales=[0.0, 1.0], max_new_tokens=2,
+                                                                  progress=False), done.set()))
+        worker.start()
+        assert not done.wait(0.5), "self_explain ran while another thread held the model's lock"
+        with model_lock(model):  # re-entrant
+            pass
+    assert done.wait(60)
+    worker.join()

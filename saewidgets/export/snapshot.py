@@ -117,7 +117,7 @@ class ExplorerReader:
         a DataFrame it returned (features it lacks are swept too)."""
         method = getattr(self.explorer, "_self_explanation_for", None)
         if callable(method):
-            return {f: method(f) for f in features}
+            return {f: method(f, how) for f in features}
         import pandas as pd
 
         from ..analysis.self_explain import self_explain

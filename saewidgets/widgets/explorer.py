@@ -20,8 +20,10 @@ from ..core.binding import Binding, bind
 from ..export.mixin import ExportMixin
 from . import explorer_checks as checks
 from . import explorer_data as data
+from . import explorer_selfexplain as selfexplain
 from .generation_state import GenerationView, LRUCache, SteerRequest, side_from_ids, steering_features
-from .live import LatestRequestRunner, Superseded, Ticket, model_lock
+from ..core.locks import model_lock
+from .live import LatestRequestRunner, Superseded, Ticket
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 # Without the bundle (a source checkout where js/ was not built) the widget still works from
@@ -48,9 +50,12 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     It shows a feature picker (index, search over top tokens and explanations,
     rankings by logit-weight std / skew / kurtosis / token-class enrichment), the
     feature's logit histogram split by a token class with its statistics and top
-    promoted / suppressed tokens, and steering: baseline and steered
+    promoted / suppressed tokens, steering: baseline and steered
     continuations side by side, regenerated whenever the scale, the prompt, the
-    decoding settings or the extra steering entries change.
+    decoding settings or the extra steering entries change, and the feature's
+    self-explanation (``sw.self_explain``: one batched sweep per feature, cached; the
+    slider picks the sweep row of the same size relative to the residual stream, see
+    ``saewidgets.widgets.explorer_selfexplain``), with its metric curves and best explanations.
 
     Parameters:
         model, sae: a model (``sw.load_model`` spec) and its ``sw.SAE``, or a ``Binding``.
@@ -68,13 +73,20 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             before a generation starts (a lone change starts at once).
         remote: run generations through NDIF (``True``; ``"local"`` tests the same path
             locally); tokens then arrive when a generation ends instead of streaming.
+        auto_self_explain: explain each feature as it is shown (a sweep per feature, after
+            its steered generation). Default: on for models up to 200M parameters; else a
+            button in the panel (or ``explorer.self_explain()``) explains on demand.
+        self_explain_options: keyword arguments for ``sw.self_explain`` (``template``,
+            ``layer``, ``scales``, ``max_new_tokens``, ``layer_map``, ...).
 
     Traits (synced with the view): ``feature``, ``scale``, ``prompt``,
     ``max_new_tokens``, ``temperature``, ``seed``, ``steering`` (list of
     ``{feature, scale, max, linear}``), ``token_class``, ``rank_by``, ``search``;
     computed: ``feature_info``, ``histogram``, ``scale_range``, ``rankings``,
     ``search_results``, ``generation`` (the latest baseline/steered tokens),
-    ``busy``, ``error``, ``stats_progress``, ``self_explanation``.
+    ``busy``, ``error``, ``stats_progress``, ``self_explanation`` (the sweep's rows,
+    chosen and best explanations, chart spec, and the row picked for the slider);
+    ``auto_self_explain`` (the panel's checkbox).
 
     Generations start once a view is showing (on a worker thread, newest request
     wins); without a view, trait changes generate synchronously.
@@ -115,9 +127,10 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     busy = t.Bool(False).tag(sync=True)
     error = t.Unicode("").tag(sync=True)
 
-    # filled by the self-explanation panel (a later addition): explanation at the
-    # current scale, metric curves against scale, best explanations
+    # the self-explanation panel: status, the sweep (rows, chosen, best, chart spec) and
+    # the row picked for the slider's scale (explorer_selfexplain.select)
     self_explanation = t.Dict().tag(sync=True)
+    auto_self_explain = t.Bool(False).tag(sync=True)
 
     def __init__(
         self,
@@ -139,6 +152,8 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         debounce: float = 0.05,
         hook: Any = None,
         remote: bool | str = False,
+        auto_self_explain: bool | None = None,
+        self_explain_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         binding = model if isinstance(model, Binding) and sae is None else bind(model, sae, hook)
@@ -154,6 +169,9 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         self._baselines = LRUCache(32)  # baseline key -> baseline tokens
         self._runner = LatestRequestRunner(debounce, on_busy=self._on_busy, name="saewidgets-explorer")
         self._stats_runner = LatestRequestRunner(0.0, name="saewidgets-explorer-stats")
+        self._explain_runner = LatestRequestRunner(0.0, name="saewidgets-explorer-self-explain")
+        self._explainer = selfexplain.SelfExplanations(binding, self_explain_options, remote=remote,
+                                                       hook_norm=self._lens.reference_norm)
 
         # Arguments are checked strictly (ValueError) here; later changes report in `error`.
         feature = binding.check_feature(feature)
@@ -165,11 +183,15 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         if token_class not in names:
             raise ValueError(f"unknown token class {token_class!r}; choose one of {names}")
         entries = [checks.check_entry(binding, entry) for entry in (steering or [])]
+        if auto_self_explain is None:
+            auto_self_explain = selfexplain.auto_default(binding.model)
+        elif not isinstance(auto_self_explain, bool):
+            raise ValueError(f"auto_self_explain must be True, False or None (by model size), got {auto_self_explain!r}")
 
         super().__init__(
             title=data.title(binding), n_features=binding.d_sae, feature=feature, prompt=prompt,
             scale=scale, token_class=token_class, class_names=names, max_new_tokens=max_new_tokens,
-            temperature=float(temperature), seed=seed, **kwargs,
+            temperature=float(temperature), seed=seed, auto_self_explain=auto_self_explain, **kwargs,
         )
         self._accepted = {name: getattr(self, name) for name in VALIDATED}
         self.on_msg(self._on_message)
@@ -179,6 +201,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             self._show_feature()
         self._ready = True
         self._generate(sync=True)
+        self._update_self_explanation()
 
     # -- public API -----------------------------------------------------------------
     @property
@@ -203,11 +226,23 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         self._generate(sync=not self._live)
 
     def wait(self, timeout: float | None = 60.0) -> bool:
-        """Wait until pending generations (and statistics) are done; False on timeout."""
-        start = time.monotonic()
-        done = self._runner.wait(timeout)
-        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
-        return self._stats_runner.wait(left) and done
+        """Wait until pending generations, statistics and self-explanations are done; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        done = True
+        for runner in (self._runner, self._stats_runner, self._explain_runner):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            done = runner.wait(left) and done
+        return done
+
+    def self_explain(self, feature: int | None = None) -> Any:
+        """The self-explanation sweep of ``feature`` (default: the current one), a DataFrame of
+        ``sw.self_explain``: computed once per feature and cached (what the panel shows). For
+        the current feature the panel shows it too, also when automatic explanation is off."""
+        f = self.feature if feature is None else self._binding.check_feature(feature)
+        frame = self._explainer.frame(f)
+        if f == self.feature:
+            self._update_self_explanation()
+        return frame
 
     @property
     def stats(self) -> Any:
@@ -215,7 +250,8 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         return self._lens.stats
 
     def close(self) -> None:
-        for runner in (getattr(self, "_runner", None), getattr(self, "_stats_runner", None)):
+        for name in ("_runner", "_stats_runner", "_explain_runner"):
+            runner = getattr(self, name, None)
             if runner is not None:
                 runner.close()
         super().close()
@@ -284,6 +320,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             self.error = ""
             self._show_feature()
             self._generate()
+            self._update_self_explanation()
 
     @t.observe("token_class")
     def _class_changed(self, change):
@@ -308,6 +345,13 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         if self._ready and change["old"] != change["new"]:
             self.error = ""
             self._generate()
+            if change["name"] == "scale":
+                self._select_self_explanation()
+
+    @t.observe("auto_self_explain")
+    def _auto_explain_changed(self, change):
+        if self._ready and change["new"] and not change["old"]:
+            self._update_self_explanation()
 
     def _on_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
@@ -318,6 +362,8 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         elif kind == "regenerate":
             self._results.drop(self._request().key)
             self._generate()
+        elif kind == "self_explain":
+            self._update_self_explanation(force=True)
 
     def _on_busy(self, flag: bool) -> None:
         self.busy = flag
@@ -492,3 +538,64 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             elif clear_error and self.error.startswith("generation failed"):
                 self.error = ""
 
+
+    # -- self-explanation -------------------------------------------------------------
+    def _update_self_explanation(self, force: bool = False) -> None:
+        """Show the current feature's sweep: from the cache, else computed (on the worker
+        thread once a view shows, after the pending generation) when automatic or ``force``."""
+        f = self.feature
+        cached = self._explainer.cached(f)
+        if cached is not None:
+            self.self_explanation = selfexplain.select(cached, self.scale)
+            return
+        if not (force or self.auto_self_explain):
+            self._explain_runner.cancel()  # drop a sweep that has not started for another feature
+            self.self_explanation = {"feature": f, "status": "off",
+                                     "parameters": selfexplain.n_parameters(self._binding.model),
+                                     "limit": selfexplain.AUTO_MAX_PARAMETERS}
+            return
+        self.self_explanation = {"feature": f, "status": "running"}
+        job = lambda ticket: self._self_explain_job(f, ticket)  # noqa: E731
+        if self._live:
+            self._explain_runner.submit(job)
+        else:
+            self._explain_runner.run_now(job)
+
+    def _self_explain_job(self, feature: int, ticket: Ticket) -> None:
+        while not self._runner.wait(0.1):  # steering first: its generation is what the user waits for
+            ticket.check()
+        ticket.check()
+        try:
+            payload = self._explainer.compute(feature)
+        except Exception as error:  # shown in the panel; steering keeps working
+            failed = {"feature": feature, "status": "error", "message": f"self-explanation failed: {error}"}
+            ticket.publish(lambda: self._set_self_explanation(feature, failed))
+            return
+        ticket.publish(lambda: self._set_self_explanation(feature, selfexplain.select(payload, self.scale)))
+
+    def _set_self_explanation(self, feature: int, value: dict) -> None:
+        if self.feature == feature:
+            self.self_explanation = value
+
+    def _select_self_explanation(self) -> None:
+        """The slider moved: pick the sweep's row for the new scale (no computation)."""
+        cached = self._explainer.cached(self.feature)
+        if cached is not None:
+            self.self_explanation = selfexplain.select(cached, self.scale)
+
+    def _self_explanation_for(self, feature: int, how: Any = True) -> dict:
+        """The ``self_explanation`` trait for ``feature`` at the current scale, its sweep computed
+        if not cached (``saewidgets.export.snapshot`` stores it with each precomputed feature).
+
+        ``how``: True (the explorer's own sweep), a dict of ``sw.self_explain`` options for
+        this sweep, or a DataFrame ``sw.self_explain`` returned (used if it has ``feature``)."""
+        feature = self._binding.check_feature(feature)
+        if hasattr(how, "columns"):
+            if not {"feature", "scale", "explanation", "chosen", "composite"} <= set(how.columns):
+                raise ValueError("self_explain= takes True/False, a dict of sw.self_explain options, or its DataFrame")
+            if feature in set(how["feature"]):
+                return selfexplain.select(self._explainer.payload(how, feature), self.scale)
+            how = True
+        if isinstance(how, Mapping):
+            return selfexplain.select(self._explainer.compute(feature, options=how), self.scale)
+        return selfexplain.select(self._explainer.compute(feature), self.scale)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..core.binding import Binding, resid
-from .live import model_lock
+from ..core.locks import model_lock
 
 TOP_TOKENS = 10  # promoted / suppressed tokens shown for a feature
 LABEL_TOKENS = 3  # top tokens used as a feature's label in lists
@@ -291,17 +291,41 @@ def _label(f: int, labels: Mapping[int, list[str]], explanations: Mapping[int, s
     return " ".join(repr_token(t) for t in labels.get(f, [])[:LABEL_TOKENS])
 
 
-def title(binding: Binding) -> str:
-    """``model · SAE architecture width at site[layer]``; a local model by its last folders."""
-    from pathlib import PurePath
+ORGANISM_NAME = "saewidgets-organism"
+# Folder names that say little alone: the title keeps their parent folder too.
+GENERIC_FOLDERS = re.compile(r"^(model|models|hf|final|latest|weights|snapshot|checkpoint[-_]?\d*|step[-_]?\d+|[0-9a-f]{40})$",
+                             re.IGNORECASE)
 
+
+def model_name(name: str) -> str:
+    """A short name for a model id: the organism by name, a local folder by its last part (and
+    its parent when the last part is generic, e.g. ``run3/checkpoint-500``), a hub id as is."""
+    from pathlib import Path, PurePath
+
+    path = PurePath(name)
+    if not path.is_absolute():
+        return name
+    try:
+        from ..model_organism.ground_truth import MODEL_DIR
+
+        if Path(name).resolve() == Path(MODEL_DIR).resolve():
+            return ORGANISM_NAME
+    except Exception:  # the organism's package part is optional here
+        pass
+    parts = [p for p in path.parts if p not in ("/", "\\")]
+    if not parts:
+        return name
+    if GENERIC_FOLDERS.match(parts[-1]) and len(parts) > 1:
+        return "/".join(parts[-2:])
+    return parts[-1]
+
+
+def title(binding: Binding) -> str:
+    """``model · SAE architecture width at site[layer]`` with the model's short name (``model_name``)."""
     from ..core.model import model_id
 
-    name = model_id(binding.model)
-    if PurePath(name).is_absolute():
-        name = "/".join(PurePath(name).parts[-3:])
     sae = binding.sae
-    return f"{name} · SAE {sae.architecture} {sae.d_sae} features at {binding.site}[{binding.layer}]"
+    return f"{model_name(model_id(binding.model))} · SAE {sae.architecture} {sae.d_sae} features at {binding.site}[{binding.layer}]"
 
 
 def default_class(names: list[str]) -> str:

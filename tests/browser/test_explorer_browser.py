@@ -1,9 +1,11 @@
 """FeatureExplorer in a real JupyterLab with a live kernel, driven through Chromium.
 
-One notebook session: render the explorer, pick a feature, change the token
-class, move the slider (the steered text changes, the baseline stays), check the
-Python side follows, push a change from Python, show an error and recover, and
-switch to the dark theme. Screenshots go to test-artifacts/. No request may
+One notebook session: render the explorer, pick a feature (its self-explanation
+panel fills in after the steered generation), change the token class, move the
+slider (the steered text changes, the baseline stays, the self-explanation
+moves to another row of its sweep), check the Python side follows, push a
+change from Python, show an error and recover, and switch to the dark theme.
+Screenshots go to test-artifacts/. No request may
 leave 127.0.0.1 (the bundle carries vega; nothing comes from a CDN).
 """
 
@@ -108,6 +110,18 @@ def test_explorer_live_in_jupyterlab(lab, browser, artifacts, setup_code):
                                arg=feature, timeout=TIMEOUT)
         page.wait_for_selector(f".sw-chart[data-feature='{feature}'] svg", timeout=TIMEOUT)
 
+        # its self-explanation: one sweep, run after the steered generation, shown as text + chart
+        panel = page.locator(".sw-selfexplain")
+        page.wait_for_selector(f".sw-selfexplain[data-status=done][data-feature='{feature}']", timeout=TIMEOUT)
+        page.wait_for_selector(f".sw-se-chart[data-feature='{feature}'] svg", timeout=TIMEOUT)
+        assert page.locator(".sw-se-auto input").is_checked()
+        assert page.locator(".sw-se-current").text_content().strip()
+        assert 1 <= page.locator(".sw-se-best li").count() <= 3
+        assert "sweep scale" in page.locator(".sw-se-where").text_content()
+        assert page.locator(".sw-se-chart svg path").count() > 4  # four metric curves
+        row = panel.get_attribute("data-row")
+        rule = page.locator(".sw-se-chart").get_attribute("data-current")
+
         # search by a top token, typed key by key: letters must not reach JupyterLab's
         # command-mode shortcuts ("a" inserts a cell, "d d" deletes one)
         cells = page.locator(".jp-Notebook .jp-Cell").count()
@@ -133,6 +147,12 @@ def test_explorer_live_in_jupyterlab(lab, browser, artifacts, setup_code):
         assert moved["baseline"] == first["baseline"]
         assert moved["steered"] != moved["baseline"], moved
         page.wait_for_selector(".sw-steered .sw-diff")
+        # the self-explanation follows the slider: another row of the same sweep, the rule moves
+        page.wait_for_function("(r) => document.querySelector('.sw-selfexplain').dataset.row !== r", arg=row,
+                               timeout=TIMEOUT)
+        assert page.locator(".sw-se-chart").get_attribute("data-current") != rule
+        assert page.locator(f".sw-se-chart[data-feature='{feature}'] svg").count() == 1
+        panel.screenshot(path=str(artifacts / "self-explanation-light.png"))
         top = float(page.locator(".sw-scale-row .sw-scale-box").input_value())
         slider.press("ArrowLeft")  # one step down: a new scale, a new generation
         _wait_done_after(page, moved["request"])
@@ -198,6 +218,7 @@ def test_explorer_live_in_jupyterlab(lab, browser, artifacts, setup_code):
         background = page.evaluate("() => getComputedStyle(document.querySelector('.sw-root')).backgroundColor")
         assert background not in ("rgb(255, 255, 255)", "rgba(0, 0, 0, 0)")
         page.locator(".sw-explorer").screenshot(path=str(artifacts / "explorer-dark.png"))
+        panel.screenshot(path=str(artifacts / "self-explanation-dark.png"))
     finally:
         page.screenshot(path=str(artifacts / "explorer-last.png"), full_page=True)
         context.close()

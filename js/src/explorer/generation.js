@@ -63,7 +63,7 @@ export function generationPanel(store) {
     } else status.textContent = gen.status;
   }
 
-  const stop = watch(store, ["generation"], update);
+  const stops = [watch(store, ["generation"], update), store.onLive(update)];
   update();
-  return { node, destroy: stop };
+  return { node, destroy: () => stops.forEach((s) => s()) };
 }

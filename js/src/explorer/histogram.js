@@ -26,7 +26,10 @@ export function histogramSpec(histogram, colours, { width = 360, height = 170 } 
     height,
     background: "transparent",
     data: { values: histogramRows(histogram) },
-    mark: { type: "bar", binSpacing: 0, stroke: colours.background, strokeWidth: 0.3 },
+    // Classes are layered, not stacked: each bar starts at 0, so every class reads on the
+    // square-root axis (Vega-Lite cannot stack on a non-linear scale). In each bin the
+    // larger count is drawn first and the smaller in front of it.
+    mark: { type: "bar", binSpacing: 0, stroke: colours.background, strokeWidth: 0.5, opacity: 0.9 },
     encoding: {
       x: {
         field: "start",
@@ -39,7 +42,7 @@ export function histogramSpec(histogram, colours, { width = 360, height = 170 } 
       y: {
         field: "count",
         type: "quantitative",
-        stack: "zero",
+        stack: null,
         title: "tokens",
         scale: { type: histogram.yscale || "sqrt" },
       },
@@ -49,7 +52,7 @@ export function histogramSpec(histogram, colours, { width = 360, height = 170 } 
         scale: { domain: names, range: palette.slice(0, names.length) },
         legend: { orient: "top", title: null, labelLimit: 220 },
       },
-      order: { field: "order", type: "quantitative" },
+      order: { field: "count", type: "quantitative", sort: "descending" },
       tooltip: [
         { field: "group", type: "nominal", title: "class" },
         { field: "start", type: "quantitative", title: "from", format: ".3g" },

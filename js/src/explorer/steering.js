@@ -151,7 +151,11 @@ export function steeringPanel(store) {
     { class: "sw-button", type: "button", on: { click: () => store.send({ type: "regenerate" }) } },
     "Regenerate",
   );
-  regenerate.hidden = !store.live;
+  const showLive = () => {
+    regenerate.hidden = !store.live; // a saved view has no kernel to regenerate with
+  };
+  showLive();
+  const stopLive = store.onLive(showLive);
 
   const node = h(
     "section",
@@ -224,5 +228,11 @@ export function steeringPanel(store) {
   updateMain();
   updateEntries();
   updateFields();
-  return { node, destroy: () => stops.forEach((s) => s()) };
+  return {
+    node,
+    destroy() {
+      stops.forEach((s) => s());
+      stopLive();
+    },
+  };
 }

@@ -2,7 +2,11 @@
 // shape (get / set / save_changes / on / off); `staticStore` wraps plain saved
 // state for pages without a kernel (standalone export).
 
-/** Wrap an anywidget model: `set` also syncs to Python. */
+/**
+ * Wrap an anywidget model: `set` also syncs to Python. `live` is true while a kernel
+ * answers (the model's `offline` flag, set by the snapshot layer for saved views, is
+ * false); `onLive(callback)` is told when that changes.
+ */
 export function widgetStore(model) {
   return {
     get: (name) => model.get(name),
@@ -13,7 +17,10 @@ export function widgetStore(model) {
     on: (name, callback) => model.on(`change:${name}`, callback),
     off: (name, callback) => model.off(`change:${name}`, callback),
     send: (message) => model.send(message),
-    live: true,
+    get live() {
+      return !model.offline;
+    },
+    onLive: (callback) => (model.onOffline ? model.onOffline(() => callback()) : () => {}),
   };
 }
 
@@ -34,6 +41,7 @@ export function staticStore(state) {
     off: (name, callback) => listeners.get(name)?.delete(callback),
     send: () => {},
     live: false,
+    onLive: () => () => {},
   };
 }
 

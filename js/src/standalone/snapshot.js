@@ -64,7 +64,14 @@ export function snapshotModel(model) {
   let snapshot = readSnapshot(model);
   const pending = new Map(); // input -> previous value, since the last save_changes
   const listeners = [];
+  const offlineListeners = new Set(); // told when `offline` changes (the view hides kernel-only controls)
   let note = null;
+
+  function setOffline(value) {
+    if (offline === value) return;
+    offline = value;
+    for (const callback of offlineListeners) callback(offline);
+  }
 
   const error = (message) => model.set("error", message);
 
@@ -181,7 +188,7 @@ export function snapshotModel(model) {
         } catch (err) {
           // A model with no comm at all cannot sync: treat it as kernel-less.
           if (!snapshot) throw err;
-          offline = true;
+          setOffline(true);
           updateNote();
         }
       }
@@ -196,6 +203,10 @@ export function snapshotModel(model) {
     off: (name, callback) => model.off(name, callback),
     get offline() {
       return offline;
+    },
+    onOffline(callback) {
+      offlineListeners.add(callback);
+      return () => offlineListeners.delete(callback);
     },
     widget_manager: model.widget_manager,
   };
@@ -244,7 +255,7 @@ export function snapshotModel(model) {
     managerModel(model).then((real) => {
       if (!real || !("comm_live" in real)) return;
       const follow = () => {
-        offline = !real.comm_live;
+        setOffline(!real.comm_live);
         if (offline && snapshot) prime();
         updateNote();
       };
