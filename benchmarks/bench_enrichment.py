@@ -141,14 +141,15 @@ def worker(kind: str, work: Path, n_features: int, threads: int) -> dict:
         start, cpu = time.perf_counter(), time.process_time()
         from concurrent.futures import ThreadPoolExecutor
 
+        from saewidgets.analysis.enrichment import RANK_BLOCK
         from saewidgets.analysis.logit_ranks import smaller_sides
 
         sides = smaller_sides(members, weights.shape[1])
         rank_scores(weights[:4], members, sides=sides)  # warm-up, untimed
         start, cpu = time.perf_counter(), time.process_time()
-        halves = np.array_split(np.arange(len(weights)), threads)
+        blocks = range(0, len(weights), RANK_BLOCK)  # as sw.enrichment does
         with ThreadPoolExecutor(threads) as pool:
-            parts = list(pool.map(lambda rows: rank_scores(weights[rows], members, sides=sides).es, halves))
+            parts = list(pool.map(lambda i: rank_scores(weights[i : i + RANK_BLOCK], members, sides=sides).es, blocks))
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         np.save(work / "core_es.npy", np.concatenate(parts))
     elif kind == "literal":

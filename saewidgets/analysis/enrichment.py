@@ -18,6 +18,8 @@ from .logit_core import NOT_GIVEN, auto_chunk, feature_spec, iter_weights, resol
 from .logit_ranks import RankScores, benjamini_hochberg, ks_p_value, mann_whitney_p, rank_scores, smaller_sides
 from .token_classes import TokenClasses, token_classes
 
+RANK_BLOCK = 32  # features ranked per call (per thread)
+
 # The reference's built-in token sets that exist for every tokenizer.
 DEFAULT_SETS = (
     "starts_with_space", "capitalised", "lower", "all_caps", "digits", "punctuation",
@@ -79,9 +81,11 @@ def enrichment(
     with ThreadPoolExecutor(workers) as pool:
         for rows, weights in iter_weights(binding, spec, lens, chunk, progress=progress, desc="enrichment"):
             block = weights.cpu().numpy()
-            parts = np.array_split(np.arange(block.shape[0]), min(workers, block.shape[0]))
-            for part, result in zip(parts, pool.map(lambda p: rank_scores(block[p], members, sides=sides), parts)):
-                target = np.arange(rows.start, rows.stop)[part]
+            # blocks of a few rows: their arrays stay small enough for malloc to reuse (no page faults)
+            starts = range(0, block.shape[0], RANK_BLOCK)
+            ranked = pool.map(lambda i: rank_scores(block[i : i + RANK_BLOCK], members, sides=sides), starts)
+            for start, result in zip(starts, ranked):
+                target = slice(rows.start + start, rows.start + start + result.es.shape[0])
                 scores.es[target], scores.u[target], scores.tie_term[target] = result.es, result.u, result.tie_term
     return enrichment_table(spec.ids, names, sizes, vocab, scores)
 
