@@ -567,3 +567,18 @@ def test_self_explain_waits_for_the_model_lock():
             pass
     assert done.wait(60)
     worker.join()
+
+
+def test_steer_waits_for_the_model_lock(pair):
+    """sw.steer takes the model's lock too (re-entrant: the explorer holds it around steer)."""
+    from saewidgets.core.locks import model_lock
+
+    model, sae = pair
+    done = threading.Event()
+    with model_lock(model):
+        worker = threading.Thread(target=lambda: (direct(pair, {3: 1.0}, n=2), done.set()))
+        worker.start()
+        assert not done.wait(0.5), "steer ran while another thread held the model's lock"
+        direct(pair, {3: 1.0}, n=2)  # the holder itself may steer
+    assert done.wait(60)
+    worker.join()

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from ..core.binding import Binding, bind
+from ..core.locks import model_lock
 from .generation import Generation, ResidualEdit, Step, check_decoding, eos_ids, generate
 
 Prompts = str | Sequence[str]
@@ -184,12 +185,13 @@ def steer(
         edit = ResidualEdit(binding.layer, binding.site, rows)
     if prepend_bos is None:
         prepend_bos = bool(binding.sae.metadata.get("prepend_bos", False))
-    generation = generate(
-        binding.model, prompts * (2 if offset else 1), edit=edit, max_new_tokens=max_new_tokens,
-        temperature=temperature, top_p=top_p, seed=seed, remote=remote, progress=progress,
-        prepend_bos=prepend_bos,
-        on_step=None if on_step is None else _streamer(on_step, n, offset, eos_ids(binding.model)),
-    )
+    with model_lock(binding.model):  # one nnsight trace per model at a time (re-entrant: widgets hold it)
+        generation = generate(
+            binding.model, prompts * (2 if offset else 1), edit=edit, max_new_tokens=max_new_tokens,
+            temperature=temperature, top_p=top_p, seed=seed, remote=remote, progress=progress,
+            prepend_bos=prepend_bos,
+            on_step=None if on_step is None else _streamer(on_step, n, offset, eos_ids(binding.model)),
+        )
 
     runs = [_continuation(generation, row, binding.tokenizer) for row in range(n + offset)]
     seen = {t for run in runs for t in run.ids}

@@ -45,6 +45,7 @@ export function themedSpec(spec, colours, currentScale) {
     line: { color: colours.accent, strokeWidth: 1.5 },
     point: { color: colours.accent, size: 12 },
     concat: { spacing: 12 },
+    title: { color: colours.text1, font: colours.font, fontWeight: "normal" },
     axis: { ...vegaConfig(colours).axis, titleFontSize: 10, labelFontSize: 9 },
   };
   copy.datasets = { ...(copy.datasets || {}), [CURRENT_DATA]: Number.isFinite(currentScale) ? [{ scale: currentScale }] : [] };
