@@ -36,8 +36,9 @@ def self_explanation_chart(df: pd.DataFrame, current_scale: float | None = None,
     chosen = df.loc[df["chosen"], "scale"]
     data = df[["scale", "explanation", *METRICS]].copy()
     panels = []
-    for column, title in METRICS.items():
-        base = alt.Chart(data).encode(x=alt.X("scale:Q", title="scale"))
+    for i, (column, title) in enumerate(METRICS.items()):
+        x_title = "scale" if i == len(METRICS) - 1 else None
+        base = alt.Chart(data).encode(x=alt.X("scale:Q", title=x_title))
         line = base.mark_line(point=True).encode(
             y=alt.Y(f"{column}:Q", title=title, scale=alt.Scale(zero=False)),
             tooltip=[alt.Tooltip("scale:Q", format=".3g"), alt.Tooltip(f"{column}:Q", format=".3g"),
