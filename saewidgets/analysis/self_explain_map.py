@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import torch
 
 from ..core.binding import Binding, bind
+from ..core.locks import model_lock
 from .self_explain_engine import _first, probe_envoy
 
 
@@ -89,7 +90,7 @@ def fit_layer_map(
         mask[torch.arange(len(mask)), first] = False
         target_envoy = layout.blocks_of(nn_model)[layer]
         source_envoy = probe_envoy(nn_model, layout, source)
-        with torch.no_grad(), nn_model.trace(dict(enc), remote=remote):
+        with model_lock(nn_model), torch.no_grad(), nn_model.trace(dict(enc), remote=remote):
             y = _first(target_envoy.input).save()
             x = _first(source_envoy.input).save()
         xs.append(x.detach().double().cpu()[mask])
