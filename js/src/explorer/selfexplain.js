@@ -198,8 +198,10 @@ export function selfExplainPanel(store) {
       );
     } else if (s.status === "off") {
       status.textContent =
-        `Not explained automatically: this model has ${parameters(s.parameters)} parameters ` +
-        `(automatic up to ${parameters(s.limit)}). A sweep holds the model while it runs, so steering waits for it.`;
+        s.parameters > s.limit
+          ? `Not explained automatically: this model has ${parameters(s.parameters)} parameters ` +
+            `(automatic up to ${parameters(s.limit)}). A sweep holds the model while it runs, so steering waits for it.`
+          : "Automatic self-explanation is off: tick the box, or explain just this feature.";
     } else if (s.status === "error") {
       status.textContent = s.message || "self-explanation failed";
     } else if (!s.status) {
