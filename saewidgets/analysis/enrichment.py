@@ -51,8 +51,9 @@ def enrichment(
     Returns one row per (feature, set):
       es          the reference's GSEA/KS running-sum score (SAELens tsea.py: sort the
                   vocab by w_f descending, add 1/|S| at members, subtract 1/(V-|S|)
-                  otherwise), SIGNED: the running sum of largest magnitude. |es| is the
-                  reference's score; es > 0 when members gather among promoted tokens.
+                  otherwise), SIGNED: the running sum of largest magnitude (positive when
+                  the highest and lowest are exactly as large). |es| is the reference's
+                  score; es > 0 when members gather among promoted tokens.
       direction   "promoted" (es > 0) or "suppressed" (es < 0)
       ks_p        |es| is exactly the two-sample Kolmogorov-Smirnov statistic of members
                   vs the rest: Smirnov's asymptotic two-sided p-value (scipy.stats.kstwobign);
