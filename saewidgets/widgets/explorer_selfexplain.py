@@ -166,7 +166,7 @@ class SelfExplanations:
 
 def chart_spec(df: Any) -> dict | None:
     """Vega-Lite spec of the sweep's metric curves (``self_explanation_chart``), as a compact
-    2 x 2 grid (each metric's name as its panel's title, the x axis "sweep scale"), with a
+    2 x 2 grid (each metric's name as its panel's title, "sweep scale" under the bottom row), with a
     rule on every panel for the slider's row: its data is the named dataset ``sw_current``,
     which the view updates as the slider moves (no new spec per move)."""
     from ..analysis.self_explain_chart import self_explanation_chart
@@ -180,7 +180,7 @@ def chart_spec(df: Any) -> dict | None:
         return spec
     rule = {"data": {"name": CURRENT_DATA}, "mark": {"type": "rule", "color": CURRENT_COLOUR, "strokeWidth": 2},
             "encoding": {"x": {"field": "scale", "type": "quantitative"}}}
-    for panel in panels:
+    for i, panel in enumerate(panels):
         layers = panel.get("layer")
         if not isinstance(layers, list) or not layers:
             continue
@@ -190,7 +190,7 @@ def chart_spec(df: Any) -> dict | None:
             panel["title"] = {"text": y["title"], "anchor": "start", "fontSize": 11, "fontWeight": "normal"}
             y["title"] = None
         if x:
-            x["title"] = "sweep scale"
+            x["title"] = "sweep scale" if i >= len(panels) - 2 else None  # the bottom row's
         layers.append(rule)
     spec["concat"], spec["columns"] = panels, 2
     spec.setdefault("datasets", {})[CURRENT_DATA] = []
