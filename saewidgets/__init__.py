@@ -14,6 +14,19 @@ from .core import SAE, Binding, HookPoint, ModelLayout, bind, load_model, load_s
 
 __version__ = "0.1.0"
 
+
+def _ship_by_value() -> None:
+    """Serialise saewidgets' own functions by value in nnsight requests: NDIF servers do
+    not have this package installed (nnsight's ``remote="local"`` checks exactly that)."""
+    import sys
+
+    from nnsight import register
+
+    register(sys.modules[__name__])
+
+
+_ship_by_value()
+
 # Public names served lazily from the module that owns them (keeps `import saewidgets` light).
 _LAZY = {
     "organism": ".model_organism",
