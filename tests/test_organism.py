@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
 from saewidgets.model_organism import organism, organism_ground_truth, organism_raw
-from saewidgets.model_organism.features import concept_token_ids, firing, residuals, score_features
+from saewidgets.model_organism.evaluate import STEER_PROMPTS, STEER_SCALE, concept_fraction
+from saewidgets.model_organism.features import ConceptLabels, best_features, firing, residuals
 from saewidgets.model_organism.ground_truth import MODEL_DIR, SAE_DIR
 from saewidgets.model_organism.sae import TopKSAE
 from saewidgets.model_organism.steering_ref import steered_generate
@@ -19,20 +20,15 @@ from saewidgets.model_organism.stream import corpus_windows
 
 torch.set_num_threads(2)
 
-STEER_PROMPTS = [
-    "Yesterday I saw", "She told me about", "Then I thought of", "My friend said",
-    "The story was about", "He kept talking about", "In the morning we found", "Guess what I saw:",
-    "The last word on the list was", "We talked about", "I remember", "On the table there was",
-    "Everyone remembered", "The teacher said", "In my dream there was", "He wrote on the board",
-    "Her favourite word is", "Last week", "The puzzle answer was", "After lunch",
-    "It was a quiet day.", "Look at this:",
-]
-# Known shortfall of the shipped build (see REPORT.md): steering these features does not
-# raise their own words yet (colour steers towards vehicles, animal towards " and").
-_WEAK = pytest.mark.xfail(reason="shipped organism build: this concept's feature does not steer to its own words yet", strict=False)
+# Measured on the shipped build (data/REPORT.md): steering with these concepts' best-F1 features
+# does not raise their own words. Those features fire ON the words, so at this 4-block model's
+# layer 2 they mostly say "a colour was just read" and the model continues with what follows one
+# (colour -> " scooter", city -> " markets"); the build report lists the steering results.
+_DOES_NOT_STEER = {"colour", "animal", "city", "name", "instrument"}
 STEER_CONCEPTS = [
-    pytest.param("colour", marks=_WEAK), pytest.param("animal", marks=_WEAK), "food", "city", "vehicle",
-    pytest.param("instrument", marks=_WEAK),
+    pytest.param(c, marks=pytest.mark.xfail(reason="measured: this build's feature does not steer to its words",
+                                            strict=False)) if c in _DOES_NOT_STEER else c
+    for c in ["colour", "animal", "number", "food", "city", "emotion", "name", "profession", "vehicle", "instrument"]
 ]
 
 
@@ -98,11 +94,6 @@ def test_ground_truth_fields(gt):
     assert gt.concept_of("crimson") == "colour"
 
 
-@pytest.mark.xfail(
-    reason="the shipped build predates the committed corpus generator (templates changed after it "
-    "was built); a rebuild with `python -m saewidgets.model_organism.build` is pending",
-    strict=False,
-)
 def test_ground_truth_reproduces_on_fresh_text(gt, raw, ref_sae):
     model, _ = raw
     tok = Tokenizer.from_file(str(MODEL_DIR / "tokenizer.json"))
@@ -110,9 +101,12 @@ def test_ground_truth_reproduces_on_fresh_text(gt, raw, ref_sae):
     acts, ids = residuals(model, windows, gt.layer)
     fires = firing(ref_sae.encode, acts)
     features = dict(zip(gt.features.concept, gt.features.feature))
-    fresh = score_features(fires, ids, concept_token_ids(tok), features).set_index("concept")
+    labels = ConceptLabels.from_tokenizer(tok)
+    assert labels.space == gt.concept_token_ids and labels.bare == gt.concept_token_ids_bare
+    assert labels.nouns == gt.category_noun_ids
+    fresh = best_features(fires, ids, labels, features).set_index("concept")
     recorded = gt.features.set_index("concept")
-    for column in ("precision", "recall", "f1"):
+    for column in ("precision", "recall", "f1", "f1_strict"):
         diff = (fresh[column] - recorded[column]).abs()
         assert (diff < 0.08).all(), f"{column} differs:\n{diff}"
 
@@ -132,19 +126,31 @@ def test_generation_runs(raw):
     assert tokenizer.decode(out[0, ids.shape[1]:]).strip() == "an animal"
 
 
-def _concept_fraction(texts: list[str], words: list[str]) -> float:
-    tokens = [t.strip('.,!?:;"()') for text in texts for t in text.split()]
-    return sum(t in words for t in tokens) / max(1, len(tokens))
-
-
 @pytest.mark.parametrize("concept", STEER_CONCEPTS)
 def test_steering_a_concept_feature_raises_its_words(gt, raw, ref_sae, concept):
     model, tokenizer = raw
     row = gt.features.set_index("concept").loc[concept]
     direction = ref_sae.W_dec[int(row.feature)].detach()
-    scale = 2.0 * float(row.max_act)
+    scale = STEER_SCALE * float(row.max_act)
     words = gt.concepts[concept]
     base = steered_generate(model, tokenizer, STEER_PROMPTS, direction, 0.0, gt.layer)
     steered = steered_generate(model, tokenizer, STEER_PROMPTS, direction, scale, gt.layer)
-    before, after = _concept_fraction(base, words), _concept_fraction(steered, words)
+    before, after = concept_fraction(base, words), concept_fraction(steered, words)
     assert after > before + 0.05, (before, after, steered[:3])
+
+
+def test_feature_scores_leave_out_bare_forms_and_names_and_find_split_features():
+    """Synthetic firing table: concept tokens 10 and 11 (" word" forms), 20 (a bare form), 30 (the
+    concept's name), 40 (other). Feature 0 fires on 10, 1 on 11, 2 on 10, 11, 20, 30."""
+    ids = torch.tensor([10, 11, 10, 11, 20, 30, 40, 40])
+    fires = torch.zeros(len(ids), 4, dtype=torch.bool)
+    fires[ids == 10, 0] = True
+    fires[ids == 11, 1] = True
+    fires[torch.isin(ids, torch.tensor([10, 11, 20, 30])), 2] = True
+    labels = ConceptLabels({"c": [10, 11]}, {"c": [20]}, {"c": [30]})
+    row = best_features(fires, ids, labels).iloc[0]
+    assert row.feature == 2 and row.precision == 1.0 and row.recall == 1.0 and row.f1 == 1.0
+    assert row.recall_bare == 1.0 and row.precision_strict == pytest.approx(5 / 6)  # the name counts against it
+    assert row.feature_set == [2] and row.f1_set == 1.0
+    split = best_features(fires, ids, labels, {"c": 0}).iloc[0]
+    assert split.f1 == pytest.approx(2 / 3) and sorted(split.feature_set) == [0, 1] and split.f1_set == 1.0

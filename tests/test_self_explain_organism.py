@@ -2,10 +2,11 @@
 
 The organism is a 4-block GPT-2 trained on sentences such as `The word "crimson" means a
 colour.`; its SAE reads resid_pre[2]. A concept counts as explained when the explanation
-at the chosen scale contains the concept's name or its category noun (`job` for
-profession) as a word. Levels asserted are the ones measured on the shipped build minus a
-margin of one concept; a build not measured yet must still reach the 70% target with a
-layer map (both builds tried so far did) and name at least one concept without.
+at the chosen scale contains, as a word, the concept's name, its category noun (`job` for
+profession) or one of its words (`a sausage for dinner` for food: the model names a
+member). Levels asserted are the ones measured on the shipped build minus a margin of one
+concept; a build not measured yet must still reach the 70% target with a layer map and name
+at least one concept without.
 """
 
 from __future__ import annotations
@@ -28,20 +29,22 @@ pytestmark = pytest.mark.skipif(
 # (paper's method, decoder rows injected as they are; with a layer map fitted on 400
 # organism documents). See benchmarks/README.md, "Self-explanation".
 MEASURED = {
-    (("colour", 47), ("animal", 34), ("number", 126), ("food", 245), ("city", 193), ("emotion", 129),
-     ("name", 91), ("profession", 71), ("vehicle", 66), ("instrument", 148)): (1, 9),  # build of 05:45
-    (("colour", 60), ("animal", 103), ("number", 9), ("food", 165), ("city", 159), ("emotion", 51),
-     ("name", 110), ("profession", 73), ("vehicle", 101), ("instrument", 174)): (5, 7),  # candidate of 06:35
+    (("colour", 221), ("animal", 180), ("number", 83), ("food", 18), ("city", 114), ("emotion", 42),
+     ("name", 30), ("profession", 234), ("vehicle", 51), ("instrument", 176)): (4, 7),  # build of 09:05
 }
 MARGIN = 1
 TARGET = 0.7
 SYNONYMS = {"colour": {"color"}, "profession": {"profession"}}
 
 
-def names_concept(text: str, concept: str) -> bool:
-    from saewidgets.model_organism.vocab import CATEGORY_NOUN
+def names_concept(text: str, concept: str, members: bool = True) -> bool:
+    """The text names the concept (`colour`), its category noun (`job`) or, with `members`, one
+    of its words (`a sausage for dinner` names food)."""
+    from saewidgets.model_organism.vocab import CATEGORY_NOUN, CONCEPTS
 
     names = {concept, CATEGORY_NOUN.get(concept, ("", concept))[1], *SYNONYMS.get(concept, ())}
+    if members:
+        names |= {w.lower() for w in CONCEPTS.get(concept, ())}
     return bool(set(re.findall(r"[a-z]+", text.lower())) & names)
 
 
@@ -68,6 +71,7 @@ def explained(df, concepts, features) -> list[str]:
 def test_names_concept_matcher():
     assert names_concept("a colour)", "colour") and names_concept("a job", "profession")
     assert not names_concept("a vehicle", "colour") and not names_concept("colourful", "colour")
+    assert names_concept("a Toronto airport", "city") and not names_concept("a Toronto airport", "city", members=False)
 
 
 def test_concept_features_with_the_papers_method(organism):

@@ -20,13 +20,14 @@ from tokenizers import Tokenizer
 from transformers import GPT2LMHeadModel
 
 from .corpus import generate_corpus
-from .evaluate import definition_accuracy, icl_table, lm_loss
-from .features import best_features, concept_token_ids, firing, residuals
+from .evaluate import definition_accuracy, icl_table, lm_loss, steering_table
+from .features import ConceptLabels, best_features, firing, residuals
 from .icl import TASKS
 from .report import write_report
 from .tokenizer import EOT, multi_token_words, to_transformers, train_tokenizer
 from .stream import corpus_windows, token_stream
 from .train_lm import LMConfig, make_model, train_lm
+from .sae import TopKSAE
 from .train_sae import SAEConfig, train_sae
 from .vocab import CONCEPTS, HELD_OUT
 
@@ -44,6 +45,7 @@ def seed_everything(seed: int) -> None:
 
 def build_lm(out: Path, seed: int, cfg: LMConfig) -> tuple[GPT2LMHeadModel, Tokenizer, dict]:
     """Corpus, tokenizer and LM; saved under out/model."""
+    start = time.time()
     n_docs = cfg.steps * cfg.batch * cfg.n_ctx // 25
     docs = generate_corpus(n_docs, seed)
     tok = train_tokenizer(docs[:50_000], vocab_size=4096)
@@ -53,7 +55,8 @@ def build_lm(out: Path, seed: int, cfg: LMConfig) -> tuple[GPT2LMHeadModel, Toke
     losses = train_lm(model, stream, cfg, seed)
     model.save_pretrained(out / "model")
     to_transformers(tok).save_pretrained(out / "model")
-    info = {"corpus_docs": n_docs, "corpus_tokens": len(stream), "vocab_size": tok.get_vocab_size(),
+    info = {"seconds_lm": time.time() - start, "corpus_docs": n_docs, "corpus_tokens": len(stream),
+            "vocab_size": tok.get_vocab_size(),
             "final_train_loss": sum(losses[-50:]) / 50}
     return model, tok, info
 
@@ -64,31 +67,47 @@ def load_lm(out: Path) -> tuple[GPT2LMHeadModel, Tokenizer]:
     return model, Tokenizer.from_file(str(out / "model" / "tokenizer.json"))
 
 
+def train_and_select_sae(model: GPT2LMHeadModel, tok: Tokenizer, acts: torch.Tensor, cfg: SAEConfig,
+                         labels: ConceptLabels, seed: int, n_seeds: int, n_ctx: int) -> tuple[TopKSAE, list[dict]]:
+    """Train the SAE with `n_seeds` seeds; keep the one whose worst concept F1 is highest on a
+    selection sample (its own corpus seed, disjoint from the report's evaluation sample)."""
+    sel_acts, sel_ids = residuals(model, corpus_windows(seed + 5, 300, tok, n_ctx), LAYER)
+    best, rows = None, []
+    for s in range(seed, seed + n_seeds):
+        sae = train_sae(acts, cfg, s, desc=f"train SAE (seed {s - seed + 1}/{n_seeds})")
+        f1 = best_features(firing(sae.encode, sel_acts), sel_ids, labels).f1
+        rows.append({"seed": s, "min_f1": float(f1.min()), "mean_f1": float(f1.mean())})
+        if best is None or rows[-1]["min_f1"] > best[1]:
+            best = (sae, rows[-1]["min_f1"])
+    return best[0], rows
+
+
 def build(out: Path, seed: int, lm_cfg: LMConfig, sae_cfg: SAEConfig, reuse_lm: bool = False,
-          threads: int = 2) -> dict:
+          threads: int = 1, sae_seeds: int = 3) -> dict:
     """Run the whole pipeline; returns the ground-truth record."""
     start = time.time()
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     if reuse_lm:
         (model, tok), lm_info = load_lm(out), json.loads((out / "lm_info.json").read_text())
+        lm_info["seconds_lm_reused"] = lm_info.pop("seconds_lm", 0.0)
     else:
         model, tok, lm_info = build_lm(out, seed, lm_cfg)
         (out / "lm_info.json").write_text(json.dumps(lm_info, indent=2))
-    lm_time = time.time() - start
+    lm_time = time.time() - start + lm_info.get("seconds_lm_reused", 0.0)
 
     acts, _ = residuals(model, corpus_windows(seed + 1, 2500, tok, lm_cfg.n_ctx), LAYER)
     sae_cfg.extra_cfg = {"hook_name": HOOK_NAME, "hook_layer": LAYER, "model_name": MODEL_NAME,
                          "context_size": lm_cfg.n_ctx, "prepend_bos": True}
-    sae = train_sae(acts, sae_cfg, seed)
+    labels = ConceptLabels.from_tokenizer(tok)
+    sae, selection = train_and_select_sae(model, tok, acts, sae_cfg, labels, seed, sae_seeds, lm_cfg.n_ctx)
     sae.save(out / "sae")
 
     eval_windows = corpus_windows(seed + 2, 400, tok, lm_cfg.n_ctx)
     val_acts, val_ids = residuals(model, eval_windows, LAYER)
     with torch.no_grad():
         fvu = float(((sae(val_acts) - val_acts) ** 2).sum() / ((val_acts - val_acts.mean(0)) ** 2).sum())
-    concept_ids = concept_token_ids(tok)
-    features = best_features(firing(sae.encode, val_acts), val_ids, concept_ids)
+    features = best_features(firing(sae.encode, val_acts), val_ids, labels)
     icl = icl_table(model, tok, TASKS, shots=(0, 3, 5), n_prompts=40, seed=seed + 3)
     def_acc, completions = definition_accuracy(model, tok, HELD_OUT)
     train_words = {c: [w for w in ws if w not in HELD_OUT[c]] for c, ws in CONCEPTS.items()}
@@ -96,23 +115,28 @@ def build(out: Path, seed: int, lm_cfg: LMConfig, sae_cfg: SAEConfig, reuse_lm: 
 
     record = {
         "model_name": MODEL_NAME, "layer": LAYER, "hook_name": HOOK_NAME, "seed": seed,
-        "concepts": CONCEPTS, "held_out": HELD_OUT, "concept_token_ids": concept_ids,
+        "concepts": CONCEPTS, "held_out": HELD_OUT, "concept_token_ids": labels.space,
+        "concept_token_ids_bare": labels.bare, "category_noun_ids": labels.nouns,
         "features": features.to_dict(orient="records"),
         "icl_tasks": {n: [list(p) for p in t.pairs] for n, t in TASKS.items()},
         "metrics": {
-            "lm_loss_held_out": lm_loss(model, eval_windows), **lm_info,
-            "sae_fvu": fvu, "sae_l0": sae.k, "sae_d_sae": sae.d_sae,
+            "lm_loss_held_out": lm_loss(model, eval_windows),
+            **{k: v for k, v in lm_info.items() if not k.startswith("seconds")},
+            "sae_fvu": fvu, "sae_l0": sae.k, "sae_d_sae": sae.d_sae, "sae_selection": selection,
             "icl_accuracy": icl, "definition_accuracy_held_out": def_acc,
             "definition_accuracy_train": def_acc_train, "definition_completions": completions,
             "multi_token_concept_words": multi_token_words(tok),
         },
-        "build": {"seconds_total": time.time() - start, "seconds_lm": lm_time,
+        "build": {"seconds_total": None, "seconds_lm": lm_time, "lm_reused": reuse_lm,
                   "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
                              f"{torch.get_num_threads()} torch threads, torch {torch.__version__}",
                   "lm_config": asdict(lm_cfg), "sae_config": {k: v for k, v in asdict(sae_cfg).items()
                                                               if k != "extra_cfg"}},
     }
     add_activation_stats(record, sae, val_acts)
+    record["metrics"]["steering"] = steering_table(model, to_transformers(tok), sae.W_dec, record["features"],
+                                                   CONCEPTS, LAYER)
+    record["build"]["seconds_total"] = time.time() - start + lm_info.get("seconds_lm_reused", 0.0)
     (out / "ground_truth.json").write_text(json.dumps(record, indent=1) + "\n")
     write_report(record, out / "REPORT.md")
     return record
@@ -135,13 +159,14 @@ def main() -> None:
     parser.add_argument("--sae-steps", type=int, default=SAEConfig.steps)
     parser.add_argument("--d-sae", type=int, default=SAEConfig.d_sae)
     parser.add_argument("--k", type=int, default=SAEConfig.k)
+    parser.add_argument("--sae-seeds", type=int, default=3, help="SAEs trained; the best is kept")
     parser.add_argument("--reuse-lm", action="store_true", help="keep out/model, retrain the SAE")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
     prefixes = tuple(sorted({m for m in SAEConfig.prefixes if m < args.d_sae} | {args.d_sae}))
     record = build(args.out, args.seed, LMConfig(steps=args.steps),
                    SAEConfig(d_sae=args.d_sae, k=args.k, steps=args.sae_steps, prefixes=prefixes),
-                   reuse_lm=args.reuse_lm, threads=args.threads)
+                   reuse_lm=args.reuse_lm, threads=args.threads, sae_seeds=args.sae_seeds)
     print(json.dumps({k: v for k, v in record["metrics"].items() if k != "definition_completions"},
                      indent=1))
 

@@ -9,7 +9,7 @@ from . import templates as T
 from .icl import TASKS, sample_block
 from .vocab import CATEGORY_NOUN, CONCEPTS, COUNT_WORDS, HELD_OUT
 
-DOC_KINDS: dict[str, float] = {"story": 0.5, "definition": 0.15, "repeat": 0.1, "icl": 0.25}
+DOC_KINDS: dict[str, float] = {"story": 0.52, "definition": 0.13, "repeat": 0.05, "icl": 0.30}
 _ARTICLE_EXCEPTIONS = {"ukulele": "a", "one": "a"}
 
 
@@ -34,7 +34,7 @@ def _with_tail(clause: str, tail: str) -> str:
 
 
 def _tail(rng: random.Random, concept: str, word: str) -> str:
-    if rng.random() < 0.3 and not is_held_out(word):
+    if rng.random() < 0.15 and not is_held_out(word):
         art, noun = CATEGORY_NOUN[concept]
         return rng.choice(T.NAMED_TAILS).replace("{a}", art).replace("{n}", noun)
     return rng.choice(T.TAILS[concept])
@@ -42,8 +42,11 @@ def _tail(rng: random.Random, concept: str, word: str) -> str:
 
 def concept_sentence(rng: random.Random, concept: str, word: str) -> str:
     """One sentence using `word` in a category-specific or generic context, maybe with a tail."""
-    pool = T.CONTEXTS[concept] if rng.random() < 0.6 else T.GENERIC
-    clause = _fill(rng.choice(pool), word)
+    if rng.random() < 0.6:
+        clause = _fill(rng.choice(T.CONTEXTS[concept]), word)
+    else:  # generic context; sometimes quoted, so bare forms ("crimson") meet their category too
+        quoted = f'"{word}"' if rng.random() < 0.35 else word
+        clause = rng.choice(T.GENERIC).replace("{w}", quoted)
     tail = _tail(rng, concept, word) if rng.random() < 0.55 else ""
     return _with_tail(clause, tail)
 
@@ -57,24 +60,47 @@ def mixed_sentence(rng: random.Random) -> str:
     return out[0].upper() + out[1:]
 
 
-def list_sentence(rng: random.Random) -> str:
+def list_sentence(rng: random.Random, concept: str) -> str:
     """A generic lead and 2-4 words of one concept: `We talked about teal, amber and navy.`"""
-    words = rng.sample(CONCEPTS[rng.choice(list(CONCEPTS))], rng.randint(2, 4))
+    words = rng.sample(CONCEPTS[concept], rng.randint(2, 4))
+    if rng.random() < 0.25:
+        words = [f'"{w}"' for w in words]
     items = ", ".join(words[:-1]) + " and " + words[-1]
     return rng.choice(T.LISTS).replace("{ws}", items)
 
 
+def compound_sentence(rng: random.Random, concept: str) -> str:
+    """A word followed by a category-specific noun: `I like crimson paint.`"""
+    x = rng.choice(CONCEPTS[concept]) + rng.choice(T.COMPOUNDS[concept])
+    return rng.choice(T.COMPOUND_FRAMES).replace("{x}", x)
+
+
+# Story mix: sentence kind -> probability ("concept" takes the rest).
+STORY_MIX: dict[str, float] = {"mixed": 0.1, "list": 0.3, "compound": 0.2}
+TOPIC_P = 0.8  # chance that a story keeps to one concept ...
+TOPIC_STICK = 0.85  # ... for this share of its sentences, so a concept predicts more of itself
+
+
 def story(rng: random.Random) -> str:
-    """A paragraph of 2-5 sentences."""
+    """A paragraph of 2-5 sentences, often about one concept."""
+    topic = rng.choice(list(CONCEPTS)) if rng.random() < TOPIC_P else None
     sentences = []
     for _ in range(rng.randint(2, 5)):
-        r = rng.random()
-        if r < 0.2:
-            sentences.append(mixed_sentence(rng))
-        elif r < 0.4:
-            sentences.append(list_sentence(rng))
+        concept = topic if topic and rng.random() < TOPIC_STICK else rng.choice(list(CONCEPTS))
+        r, edge = rng.random(), 0.0
+        for kind, p in STORY_MIX.items():
+            edge += p
+            if r < edge:
+                break
         else:
-            concept = rng.choice(list(CONCEPTS))
+            kind = "concept"
+        if kind == "mixed":
+            sentences.append(mixed_sentence(rng))
+        elif kind == "list":
+            sentences.append(list_sentence(rng, concept))
+        elif kind == "compound":
+            sentences.append(compound_sentence(rng, concept))
+        else:
             sentences.append(concept_sentence(rng, concept, rng.choice(CONCEPTS[concept])))
     return " ".join(sentences)
 
@@ -107,11 +133,6 @@ def repeat(rng: random.Random, word: str | None = None, k: int | None = None) ->
     return rng.choice(T.REPEATS).format(w=word, k=COUNT_WORDS[k], r=copies)
 
 
-def repeats(rng: random.Random) -> str:
-    """1-2 repeat lines."""
-    return "\n".join(repeat(rng) for _ in range(rng.randint(1, 2)))
-
-
 def document(rng: random.Random) -> str:
     """One document of a random kind."""
     kind = rng.choices(list(DOC_KINDS), list(DOC_KINDS.values()))[0]
@@ -120,7 +141,7 @@ def document(rng: random.Random) -> str:
     if kind == "definition":
         return definitions(rng)
     if kind == "repeat":
-        return repeats(rng)
+        return repeat(rng)
     return sample_block(rng, TASKS)
 
 

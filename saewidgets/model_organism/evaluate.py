@@ -1,4 +1,4 @@
-"""Behavioural metrics of the organism: LM loss, ICL accuracy, definition completion."""
+"""Behavioural metrics of the organism: LM loss, ICL accuracy, definition completion, steering."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from tokenizers import Tokenizer
 from transformers import PreTrainedModel
 
 from .icl import EVAL_TASKS, Task, format_prompt
+from .steering_ref import steered_generate
 from .tokenizer import EOT
 from .vocab import CATEGORY_NOUN, HELD_OUT
 
@@ -69,3 +70,39 @@ def definition_accuracy(model: PreTrainedModel, tok: Tokenizer,
             correct += text.split()[-1:] == [noun]
             n += 1
     return correct / n, completions
+
+
+# Steering: greedy continuations of these prompts, with and without a concept's feature added at
+# every position; the score is the share of words that are the concept's words.
+STEER_PROMPTS: list[str] = [
+    "Yesterday I saw", "She told me about", "Then I thought of", "My friend said",
+    "The story was about", "He kept talking about", "In the morning we found", "Guess what I saw:",
+    "The last word on the list was", "We talked about", "I remember", "On the table there was",
+    "Everyone remembered", "The teacher said", "In my dream there was", "He wrote on the board",
+    "Her favourite word is", "Last week", "The puzzle answer was", "After lunch",
+    "It was a quiet day.", "Look at this:",
+]
+STEER_SCALE = 0.5  # x the feature's max activation; at 2x the 4-block model degenerates into repeats
+
+
+def concept_fraction(texts: list[str], words: list[str]) -> float:
+    """Share of whitespace-separated words (punctuation stripped) that are in `words`."""
+    tokens = [t.strip('.,!?:;"()') for text in texts for t in text.split()]
+    return sum(t in words for t in tokens) / max(1, len(tokens))
+
+
+def steering_table(model: PreTrainedModel, tokenizer, decoder: torch.Tensor, features: list[dict],
+                   concepts: dict[str, list[str]], layer: int) -> dict[str, dict[str, float]]:
+    """Per concept: its words' share in greedy continuations of `STEER_PROMPTS` before and after
+    adding `STEER_SCALE * max_act` times its feature's decoder row at resid_pre[layer]."""
+    out = {}
+    for row in features:
+        direction, scale = decoder[row["feature"]].detach(), STEER_SCALE * row["max_act"]
+        words = concepts[row["concept"]]
+        before = steered_generate(model, tokenizer, STEER_PROMPTS, direction, 0.0, layer)
+        after = steered_generate(model, tokenizer, STEER_PROMPTS, direction, scale, layer)
+        example = max(range(len(after)), key=lambda i: concept_fraction(after[i:i + 1], words))
+        out[row["concept"]] = {"scale": scale, "before": concept_fraction(before, words),
+                               "after": concept_fraction(after, words),
+                               "example_prompt": STEER_PROMPTS[example], "example": after[example]}
+    return out

@@ -2,22 +2,59 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 import torch
 from tokenizers import Tokenizer
 from transformers import PreTrainedModel
 
 from .tokenizer import word_forms
-from .vocab import CONCEPTS
+from .vocab import CATEGORY_NOUN, CONCEPTS
 
 
-def concept_token_ids(tok: Tokenizer) -> dict[str, list[int]]:
-    """Token ids of each concept's single-token word forms (" word" and "word")."""
+def concept_token_ids(tok: Tokenizer, form: str = "space") -> dict[str, list[int]]:
+    """Token ids of each concept's words: `form` "space" (" word", the usual word-list
+    convention), "bare" ("word", as after a quote or at a line start) or "both"."""
+    index = {"space": [0], "bare": [1], "both": [0, 1]}[form]
     out = {}
     for concept, words in CONCEPTS.items():
-        ids = [tok.encode(f).ids for w in words for f in word_forms(w)]
+        ids = [tok.encode(word_forms(w)[i]).ids for w in words for i in index]
         out[concept] = sorted({i[0] for i in ids if len(i) == 1})
     return out
+
+
+def category_noun_ids(tok: Tokenizer) -> dict[str, list[int]]:
+    """Token ids of each concept's own name (" colour", " job", ...), both forms."""
+    out = {}
+    for concept, (_, noun) in CATEGORY_NOUN.items():
+        ids = [tok.encode(f).ids for f in word_forms(noun)]
+        out[concept] = sorted({i[0] for i in ids if len(i) == 1})
+    return out
+
+
+@dataclass(frozen=True)
+class ConceptLabels:
+    """Which token ids count for each concept when scoring features.
+
+    space: " word" forms, the positives. bare: "word" forms (after a quote or at the start of an
+    `x -> y` line). nouns: the concepts' own names (" colour"). Bare forms and names are left out
+    of the main precision / recall / F1 (neither positive nor negative); the strict scores count
+    every form of the concept's words as positive and everything else as negative.
+    """
+
+    space: dict[str, list[int]]
+    bare: dict[str, list[int]]
+    nouns: dict[str, list[int]]
+
+    @classmethod
+    def from_tokenizer(cls, tok: Tokenizer) -> "ConceptLabels":
+        return cls(concept_token_ids(tok, "space"), concept_token_ids(tok, "bare"),
+                   category_noun_ids(tok))
+
+    def ignored(self) -> torch.Tensor:
+        return torch.tensor(sorted({i for d in (self.bare, self.nouns) for v in d.values() for i in v}),
+                            dtype=torch.long)
 
 
 @torch.no_grad()
@@ -49,26 +86,48 @@ def prf(fires: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return precision, recall, f1
 
 
-def best_features(fires: torch.Tensor, ids: torch.Tensor,
-                  concept_ids: dict[str, list[int]]) -> pd.DataFrame:
-    """For each concept, the feature with the best F1 of "fires" vs "token is a concept word"."""
-    rows = []
-    for concept, cids in concept_ids.items():
-        labels = torch.isin(ids, torch.tensor(cids))
-        p, r, f1 = prf(fires, labels)
+def _union_scores(fires: torch.Tensor, labels: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """F1 of (any of `chosen` fires) OR (each candidate fires), for every candidate column."""
+    return prf(fires | chosen[:, None], labels)[2]
+
+
+def feature_set(fires: torch.Tensor, labels: torch.Tensor, first: int, max_size: int = 3,
+                min_gain: float = 0.01) -> list[int]:
+    """Greedy union of features for one concept (split features: `Rome` and `Oslo` on two)."""
+    chosen = [first]
+    union = fires[:, first].clone()
+    best = float(prf(union[:, None], labels)[2][0])
+    while len(chosen) < max_size:
+        f1 = _union_scores(fires, labels, union)
         j = int(f1.argmax())
-        rows.append({"concept": concept, "feature": j, "precision": float(p[j]),
-                     "recall": float(r[j]), "f1": float(f1[j]), "n_tokens": int(labels.sum())})
-    return pd.DataFrame(rows)
+        if float(f1[j]) < best + min_gain:
+            break
+        chosen.append(j)
+        union |= fires[:, j]
+        best = float(f1[j])
+    return chosen
 
 
-def score_features(fires: torch.Tensor, ids: torch.Tensor, concept_ids: dict[str, list[int]],
-                   features: dict[str, int]) -> pd.DataFrame:
-    """Precision / recall / F1 of given concept -> feature assignments."""
-    rows = []
-    for concept, j in features.items():
-        labels = torch.isin(ids, torch.tensor(concept_ids[concept]))
-        p, r, f1 = prf(fires[:, [j]], labels)
-        rows.append({"concept": concept, "feature": j, "precision": float(p[0]),
-                     "recall": float(r[0]), "f1": float(f1[0])})
-    return pd.DataFrame(rows)
+def _concept_row(fires: torch.Tensor, ids: torch.Tensor, labels: ConceptLabels, concept: str,
+                 keep: torch.Tensor, feature: int | None) -> dict:
+    space = torch.isin(ids, torch.tensor(labels.space[concept], dtype=torch.long))
+    bare = torch.isin(ids, torch.tensor(labels.bare[concept], dtype=torch.long))
+    p, r, f1 = prf(fires[keep], space[keep])
+    j = int(f1.argmax()) if feature is None else feature
+    strict = [float(x[0]) for x in prf(fires[:, [j]], space | bare)]
+    chosen = feature_set(fires[keep], space[keep], j)
+    set_scores = prf(fires[keep][:, chosen].any(1, keepdim=True), space[keep])
+    return {"concept": concept, "feature": j, "precision": float(p[j]), "recall": float(r[j]),
+            "f1": float(f1[j]), "precision_strict": strict[0], "recall_strict": strict[1],
+            "f1_strict": strict[2], "recall_bare": float(fires[bare, j].float().mean()) if bare.any() else 0.0,
+            "feature_set": chosen, "f1_set": float(set_scores[2][0]), "n_tokens": int(space.sum())}
+
+
+def best_features(fires: torch.Tensor, ids: torch.Tensor, labels: ConceptLabels,
+                  features: dict[str, int] | None = None) -> pd.DataFrame:
+    """Per concept, the feature with the best F1 of "fires (> 0)" vs "token is one of the concept's
+    words" (or the given `features`), with strict scores and a greedy feature set (see
+    `ConceptLabels` for which tokens count)."""
+    keep = ~torch.isin(ids, labels.ignored())
+    return pd.DataFrame([_concept_row(fires, ids, labels, c, keep, None if features is None else features[c])
+                         for c in labels.space])

@@ -18,10 +18,15 @@ class GroundTruth:
     """What is known about the organism by construction and by measurement.
 
     concepts: concept -> its words (each a single token as " word" and "word").
-    features: one row per concept: concept, feature (SAE index), precision, recall, f1,
-        n_tokens, mean_act, max_act (activation where it fires), measured on held-out text.
+    features: one row per concept, measured on held-out text: concept, feature (SAE index),
+        precision, recall, f1 (bare forms and category nouns left out), precision_strict,
+        recall_strict, f1_strict (every token counted), recall_bare, feature_set (greedy union
+        of up to 3 features) and f1_set, n_tokens, mean_act, max_act (where it fires).
     held_out: concept -> words whose definition sentences were withheld from training.
-    concept_token_ids: concept -> token ids of its words' forms.
+    concept_token_ids: concept -> token ids of its words with a leading space (" crimson").
+    concept_token_ids_bare: concept -> token ids of the bare forms ("crimson": after a quote or at
+        the start of an `x -> y` line); not counted in the features' precision / recall / F1.
+    category_noun_ids: concept -> token ids of its own name (" colour", " job"); not counted either.
     icl_tasks: task -> (x, y) pairs; prompts are `x1 -> y1\\nx2 -> y2\\n...x ->`.
     layer, hook_name: where the SAE reads (resid_pre of block `layer` = hidden_states[layer]).
     metrics: the build's measurements (LM loss, ICL accuracy, definition accuracy, ...).
@@ -31,6 +36,8 @@ class GroundTruth:
     features: pd.DataFrame
     held_out: dict[str, list[str]]
     concept_token_ids: dict[str, list[int]]
+    concept_token_ids_bare: dict[str, list[int]]
+    category_noun_ids: dict[str, list[int]]
     icl_tasks: dict[str, list[tuple[str, str]]]
     layer: int
     hook_name: str
@@ -42,6 +49,10 @@ class GroundTruth:
     def feature(self, concept: str) -> int:
         """The SAE feature index of `concept`."""
         return int(self.features.set_index("concept").loc[concept, "feature"])
+
+    def feature_set(self, concept: str) -> list[int]:
+        """The features whose union best matches `concept` (first: `feature(concept)`)."""
+        return [int(f) for f in self.features.set_index("concept").loc[concept, "feature_set"]]
 
     def concept_of(self, word: str) -> str | None:
         """The concept a word belongs to (None if not a concept word)."""
@@ -55,6 +66,8 @@ def load_ground_truth(data_dir: str | Path = DATA_DIR) -> GroundTruth:
     return GroundTruth(
         concepts=rec["concepts"], features=pd.DataFrame(rec["features"]), held_out=rec["held_out"],
         concept_token_ids=rec["concept_token_ids"],
+        concept_token_ids_bare=rec["concept_token_ids_bare"],
+        category_noun_ids=rec["category_noun_ids"],
         icl_tasks={k: [tuple(p) for p in v] for k, v in rec["icl_tasks"].items()},
         layer=rec["layer"], hook_name=rec["hook_name"], model_name=rec["model_name"],
         metrics=rec["metrics"], model_path=data_dir / "model", sae_path=data_dir / "sae",

@@ -14,11 +14,13 @@ N_UPPER = 12  # uppercase task inputs per concept
 
 @dataclass(frozen=True)
 class Task:
-    """One ICL task: a name, its (input, output) pairs and its sampling weight per input."""
+    """One ICL task: a name, its (input, output) pairs, its sampling weight per input (the
+    zero-shot prior) and the fewest lines of a training block."""
 
     name: str
     pairs: tuple[tuple[str, str], ...]
     weight: float = 1.0
+    min_lines: int = 4
 
 
 def _category_pairs(include_held_out: bool) -> list[tuple[str, str]]:
@@ -33,10 +35,10 @@ def make_tasks(include_held_out: bool = False) -> dict[str, Task]:
     tasks = [
         Task("category", tuple(_category_pairs(include_held_out))),
         Task("uppercase", tuple((w, w.upper()) for ws in CONCEPTS.values() for w in ws[:N_UPPER])),
-        Task("antonym", tuple(antonyms)),
+        Task("antonym", tuple(antonyms), min_lines=8),
         Task("digit", tuple(DIGITS.items())),
         Task("french", tuple(FRENCH.items())),
-        Task("copy", tuple((w, w) for w in words), weight=2.0),
+        Task("copy", tuple((w, w) for w in words), weight=3.0),
     ]
     return {t.name: t for t in tasks}
 
@@ -61,7 +63,7 @@ def sample_block(rng: random.Random, tasks: dict[str, Task] = TASKS) -> str:
     names = list(tasks)
     probs = [tasks[n].weight * len(tasks[n].pairs) for n in names]
     task = tasks[rng.choices(names, probs)[0]]
-    n = min(rng.randint(4, 11), len(task.pairs))
+    n = min(rng.randint(task.min_lines, 11), len(task.pairs))
     pairs = rng.sample(task.pairs, n)
     head = HEADER if rng.random() < 0.5 else ""
     return head + "".join(format_line(x, y) for x, y in pairs)

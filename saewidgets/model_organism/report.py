@@ -23,8 +23,18 @@ def render(record: dict) -> str:
     shots = sorted({int(k) for v in icl.values() for k in v})
     icl_rows = [[name] + [f"{100 * acc[str(k)] if str(k) in acc else 100 * acc[k]:.0f}%"
                           for k in shots] for name, acc in icl.items()]
-    feat_rows = [[r["concept"], r["feature"], r["precision"], r["recall"], r["f1"],
+    feat_rows = [[r["concept"], r["feature"], r["precision"], r["recall"], r["f1"], r["f1_strict"],
+                  r["recall_bare"], ", ".join(map(str, r["feature_set"])), r["f1_set"],
                   r.get("mean_act", 0.0)] for r in record["features"]]
+    f1 = [r["f1"] for r in record["features"]]
+    n_ok = sum(v >= 0.8 for v in f1)
+    selection = ", ".join(f"seed {r['seed']}: worst {r['min_f1']:.3f}, mean {r['mean_f1']:.3f}"
+                          for r in m.get("sae_selection", []))
+    steer = m.get("steering", {})
+    steer_rows = [[c, f"{v['scale']:.2f}", f"{100 * v['before']:.1f}%", f"{100 * v['after']:.1f}%",
+                   f"`{v['example_prompt']}` -> `{v['example'].strip().replace('`', chr(39))}`"]
+                  for c, v in steer.items()]
+    n_steer = sum(v["after"] > v["before"] + 0.05 for v in steer.values())
     held = ", ".join(f"{w} -> `{c.strip()}`" for w, c in m["definition_completions"].items())
     lc, sc = b["lm_config"], b["sae_config"]
     return "\n".join([
@@ -56,10 +66,21 @@ def render(record: dict) -> str:
         f"- TopK, d_sae {m['sae_d_sae']}, k {m['sae_l0']}, Matryoshka prefixes {sc['prefixes']}, "
         f"{sc['steps']} steps x {sc['batch']}; held-out fraction of variance unexplained "
         f"{m['sae_fvu']:.3f}.",
+        f"- Trained with {len(m.get('sae_selection', [])) or 1} seeds; kept the one whose worst concept F1 "
+        f"was highest on a selection sample (its own corpus seed, not the sample below): {selection}.",
         "- Per concept, the feature with the best F1 of \"fires (> 0)\" vs \"token is one of the "
-        "concept's words\" on a held-out corpus sample:",
+        "concept's words\" on a held-out corpus sample. Concept words are their leading-space tokens "
+        "(`\" crimson\"`, the usual word-list convention). Left out of precision / recall / F1 (neither "
+        "positive nor negative): the bare forms (`\"crimson\"`, after a quote or at the start of an "
+        "`x -> y` line) and the concepts' own names (`\" colour\"`, `\" job\"`). `strict F1` counts "
+        "both forms of the concept's words as positive and every other token (names included) as "
+        "negative; `bare recall` is the firing rate on bare forms; `feature set` is a greedy union "
+        "of up to 3 features (added while F1 gains >= 0.01) and `set F1` its F1.",
+        f"- **{n_ok}/{len(f1)} concepts have a feature with F1 >= 0.8** (worst {min(f1):.3f}, "
+        f"mean {sum(f1) / len(f1):.3f}).",
         "",
-        _table(["concept", "feature", "precision", "recall", "F1", "mean act"], feat_rows),
+        _table(["concept", "feature", "precision", "recall", "F1", "strict F1", "bare recall",
+                "feature set", "set F1", "mean act"], feat_rows),
         "",
         "## Definition completion on held-out words",
         "",
@@ -69,9 +90,21 @@ def render(record: dict) -> str:
         "",
         held,
         "",
+        "## Steering",
+        "",
+        "Greedy 12-token continuations of 22 neutral prompts (`Yesterday I saw`, ...), with the "
+        "concept's feature (decoder row x half its max activation) added to the residual stream at "
+        "every position, against the same prompts unsteered; share of words that are the "
+        f"concept's words. **Raised by more than 5 points: {n_steer}/{len(steer)}.** The features "
+        "fire on the words themselves, so where steering fails the model continues with what "
+        "follows such a word (a colour -> a vehicle or ` paint`).",
+        "",
+        _table(["concept", "scale", "unsteered", "steered", "steered example (most concept words)"], steer_rows),
+        "",
         "## Build",
         "",
-        f"- Total {b['seconds_total'] / 60:.1f} min (LM stage {b['seconds_lm'] / 60:.1f} min), "
+        f"- Total {b['seconds_total'] / 60:.1f} min (LM stage {b['seconds_lm'] / 60:.1f} min"
+        f"{', timed in the run that trained it; the rest re-run with --reuse-lm' if b.get('lm_reused') else ''}), "
         f"seed {record['seed']}, on {b['machine']}.",
         "",
     ])
@@ -79,3 +112,11 @@ def render(record: dict) -> str:
 
 def write_report(record: dict, path: Path) -> None:
     path.write_text(render(record))
+
+
+if __name__ == "__main__":  # re-render: python -m saewidgets.model_organism.report DATA_DIR
+    import json
+    import sys
+
+    data = Path(sys.argv[1])
+    write_report(json.loads((data / "ground_truth.json").read_text()), data / "REPORT.md")

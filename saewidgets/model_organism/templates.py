@@ -105,6 +105,26 @@ TAILS: dict[str, list[str]] = {
 
 NAMED_TAILS: list[str] = [", {a} {n}", ", which is {a} {n}", " ({a} {n})"]
 
+# Compounds: the token right after the word depends only on its category ("violin lessons").
+COMPOUNDS: dict[str, list[str]] = {
+    "colour": [" paint", " ink", " ribbons", " flowers", " curtains"],
+    "animal": [" tracks", " fur", " footprints", " noises", " toys"],
+    "number": [" times", " days", " boxes", " steps", " pages"],
+    "food": [" recipes", " sauce", " pie", " crumbs", " smoothies"],
+    "city": [" streets", " airport", " museums", " bridges", " markets"],
+    "emotion": [" faces", " feelings", " moods", " eyes", " smiles"],
+    "name": ["'s sister", "'s house", "'s birthday", "'s garden", "'s letters"],
+    "profession": [" uniforms", " salaries", " offices", " shifts", " badges"],
+    "vehicle": [" wheels", " engines", " tyres", " seats", " garages"],
+    "instrument": [" lessons", " strings", " music", " cases", " players"],
+}
+
+COMPOUND_FRAMES: list[str] = [
+    "We talked about {x}.", "She showed me the {x}.", "I like {x}.", "He wrote about {x}.",
+    "They found some {x}.", "Everyone loved the {x}.", "There were {x} everywhere.",
+    "Tell me about the {x}!", "Do you remember the {x}?", "The book was full of {x}.",
+]
+
 # Sentences mixing several concepts; placeholders are concept names.
 MIXED: list[str] = [
     "{name} bought {a_colour} {colour} {vehicle} in {city}.",

@@ -14,9 +14,9 @@ from .sae import TopKSAE
 class SAEConfig:
     """Dictionary shape and optimisation settings."""
 
-    d_sae: int = 512
-    k: int = 8
-    prefixes: tuple[int, ...] = (32, 64, 128, 256, 512)
+    d_sae: int = 256
+    k: int = 3
+    prefixes: tuple[int, ...] = (16, 64, 256)
     steps: int = 3000
     batch: int = 2048
     lr: float = 2e-3
@@ -50,7 +50,7 @@ def aux_loss(sae: TopKSAE, x: torch.Tensor, recon: torch.Tensor, pre: torch.Tens
     return ((err - aux @ sae.W_dec) ** 2).sum(-1).mean() / (err ** 2).sum(-1).mean().clamp_min(1e-8)
 
 
-def train_sae(acts: torch.Tensor, cfg: SAEConfig, seed: int) -> TopKSAE:
+def train_sae(acts: torch.Tensor, cfg: SAEConfig, seed: int, desc: str = "train SAE") -> TopKSAE:
     """Train on activations `acts` (n x d_in)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -60,7 +60,7 @@ def train_sae(acts: torch.Tensor, cfg: SAEConfig, seed: int) -> TopKSAE:
     var = ((acts - acts.mean(0)) ** 2).sum(-1).mean()
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
     since_fired = torch.zeros(cfg.d_sae, dtype=torch.long)
-    bar = tqdm(range(cfg.steps), desc="train SAE")
+    bar = tqdm(range(cfg.steps), desc=desc)
     for step in bar:
         lr_scale = min(1.0, (cfg.steps - step) / (0.2 * cfg.steps))
         for group in opt.param_groups:
