@@ -20,16 +20,8 @@ from saewidgets.model_organism.stream import corpus_windows
 
 torch.set_num_threads(2)
 
-# Measured on the shipped build (data/REPORT.md): steering with these concepts' best-F1 features
-# does not raise their own words. Those features fire ON the words, so at this 4-block model's
-# layer 2 they mostly say "a colour was just read" and the model continues with what follows one
-# (colour -> " scooter", city -> " markets"); the build report lists the steering results.
-_DOES_NOT_STEER = {"colour", "animal", "city", "name", "instrument"}
-STEER_CONCEPTS = [
-    pytest.param(c, marks=pytest.mark.xfail(reason="measured: this build's feature does not steer to its words",
-                                            strict=False)) if c in _DOES_NOT_STEER else c
-    for c in ["colour", "animal", "number", "food", "city", "emotion", "name", "profession", "vehicle", "instrument"]
-]
+STEER_CONCEPTS = ["colour", "animal", "number", "food", "city", "emotion", "name", "profession", "vehicle",
+                  "instrument"]
 
 
 @pytest.fixture(scope="module")

@@ -29,8 +29,8 @@ pytestmark = pytest.mark.skipif(
 # (paper's method, decoder rows injected as they are; with a layer map fitted on 400
 # organism documents). See benchmarks/README.md, "Self-explanation".
 MEASURED = {
-    (("colour", 221), ("animal", 180), ("number", 83), ("food", 18), ("city", 114), ("emotion", 42),
-     ("name", 30), ("profession", 234), ("vehicle", 51), ("instrument", 176)): (4, 7),  # build of 09:05
+    (("colour", 47), ("animal", 171), ("number", 27), ("food", 155), ("city", 179), ("emotion", 36),
+     ("name", 19), ("profession", 227), ("vehicle", 167), ("instrument", 182)): (4, 9),  # build of 09:30
 }
 MARGIN = 1
 TARGET = 0.7

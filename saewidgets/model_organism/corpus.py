@@ -76,7 +76,7 @@ def compound_sentence(rng: random.Random, concept: str) -> str:
 
 
 # Story mix: sentence kind -> probability ("concept" takes the rest).
-STORY_MIX: dict[str, float] = {"mixed": 0.1, "list": 0.3, "compound": 0.2}
+STORY_MIX: dict[str, float] = {"mixed": 0.1, "list": 0.4, "compound": 0.2}
 TOPIC_P = 0.8  # chance that a story keeps to one concept ...
 TOPIC_STICK = 0.85  # ... for this share of its sentences, so a concept predicts more of itself
 
