@@ -68,7 +68,8 @@ def load_lm(out: Path) -> tuple[GPT2LMHeadModel, Tokenizer]:
 
 
 def train_and_select_sae(model: GPT2LMHeadModel, tok: Tokenizer, acts: torch.Tensor, cfg: SAEConfig,
-                         labels: ConceptLabels, seed: int, n_seeds: int, n_ctx: int) -> tuple[TopKSAE, list[dict]]:
+                         labels: ConceptLabels, seed: int, n_seeds: int,
+                         n_ctx: int) -> tuple[TopKSAE, list[dict]]:
     """Train the SAE with `n_seeds` seeds; keep the one whose worst concept F1 is highest on a
     selection sample (its own corpus seed, disjoint from the report's evaluation sample)."""
     sel_acts, sel_ids = residuals(model, corpus_windows(seed + 5, 300, tok, n_ctx), LAYER)

@@ -119,7 +119,8 @@ def _concept_row(fires: torch.Tensor, ids: torch.Tensor, labels: ConceptLabels, 
     set_scores = prf(fires[keep][:, chosen].any(1, keepdim=True), space[keep])
     return {"concept": concept, "feature": j, "precision": float(p[j]), "recall": float(r[j]),
             "f1": float(f1[j]), "precision_strict": strict[0], "recall_strict": strict[1],
-            "f1_strict": strict[2], "recall_bare": float(fires[bare, j].float().mean()) if bare.any() else 0.0,
+            "f1_strict": strict[2],
+            "recall_bare": float(fires[bare, j].float().mean()) if bare.any() else 0.0,
             "feature_set": chosen, "f1_set": float(set_scores[2][0]), "n_tokens": int(space.sum())}
 
 

@@ -37,6 +37,8 @@ def render(record: dict) -> str:
     n_steer = sum(v["after"] > v["before"] + 0.05 for v in steer.values())
     held = ", ".join(f"{w} -> `{c.strip()}`" for w, c in m["definition_completions"].items())
     lc, sc = b["lm_config"], b["sae_config"]
+    prefixes = ", ".join(map(str, sc["prefixes"]))
+    reused = ", timed in the run that trained it; the rest re-run with --reuse-lm" if b.get("lm_reused") else ""
     return "\n".join([
         "# Model organism build report",
         "",
@@ -63,7 +65,7 @@ def render(record: dict) -> str:
         "",
         f"## SAE ({record['hook_name']})",
         "",
-        f"- TopK, d_sae {m['sae_d_sae']}, k {m['sae_l0']}, Matryoshka prefixes {sc['prefixes']}, "
+        f"- TopK, d_sae {m['sae_d_sae']}, k {m['sae_l0']}, Matryoshka prefixes ({prefixes}), "
         f"{sc['steps']} steps x {sc['batch']}; held-out fraction of variance unexplained "
         f"{m['sae_fvu']:.3f}.",
         f"- Trained with {len(m.get('sae_selection', [])) or 1} seeds; kept the one whose worst concept F1 "
@@ -95,16 +97,17 @@ def render(record: dict) -> str:
         "Greedy 12-token continuations of 22 neutral prompts (`Yesterday I saw`, ...), with the "
         "concept's feature (decoder row x half its max activation) added to the residual stream at "
         "every position, against the same prompts unsteered; share of words that are the "
-        f"concept's words. **Raised by more than 5 points: {n_steer}/{len(steer)}.** The features "
-        "fire on the words themselves, so where steering fails the model continues with what "
-        "follows such a word (a colour -> a vehicle or ` paint`).",
+        f"concept's words. **Raised by more than 5 points: {n_steer}/{len(steer)}.**"
+        + ("" if n_steer == len(steer) else " The features fire on the words themselves, so where "
+           "steering fails the model continues with what follows such a word (a colour -> ` paint`)."),
         "",
-        _table(["concept", "scale", "unsteered", "steered", "steered example (most concept words)"], steer_rows),
+        _table(["concept", "scale", "unsteered", "steered", "steered example (most concept words)"],
+               steer_rows),
         "",
         "## Build",
         "",
         f"- Total {b['seconds_total'] / 60:.1f} min (LM stage {b['seconds_lm'] / 60:.1f} min"
-        f"{', timed in the run that trained it; the rest re-run with --reuse-lm' if b.get('lm_reused') else ''}), "
+        f"{reused}), "
         f"seed {record['seed']}, on {b['machine']}.",
         "",
     ])
