@@ -84,6 +84,9 @@ def test_ground_truth_fields(gt):
     assert {"category", "uppercase", "antonym", "digit", "french"} <= set(gt.icl_tasks)
     assert gt.hook_name == "blocks.2.hook_resid_pre" and gt.feature("colour") >= 0
     assert gt.concept_of("crimson") == "colour"
+    assert gt.feature_set("colour")[0] == gt.feature("colour")
+    with pytest.raises(KeyError, match="unknown concept 'colours'.*'colour'"):
+        gt.feature("colours")
 
 
 def test_ground_truth_reproduces_on_fresh_text(gt, raw, ref_sae):

@@ -46,13 +46,18 @@ class GroundTruth:
     model_path: Path = MODEL_DIR
     sae_path: Path = SAE_DIR
 
+    def _row(self, concept: str) -> pd.Series:
+        if concept not in self.concepts:
+            raise KeyError(f"unknown concept {concept!r}; the organism's concepts are {list(self.concepts)}")
+        return self.features.set_index("concept").loc[concept]
+
     def feature(self, concept: str) -> int:
         """The SAE feature index of `concept`."""
-        return int(self.features.set_index("concept").loc[concept, "feature"])
+        return int(self._row(concept)["feature"])
 
     def feature_set(self, concept: str) -> list[int]:
         """The features whose union best matches `concept` (first: `feature(concept)`)."""
-        return [int(f) for f in self.features.set_index("concept").loc[concept, "feature_set"]]
+        return [int(f) for f in self._row(concept)["feature_set"]]
 
     def concept_of(self, word: str) -> str | None:
         """The concept a word belongs to (None if not a concept word)."""
