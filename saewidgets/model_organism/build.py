@@ -164,6 +164,8 @@ def main() -> None:
     parser.add_argument("--reuse-lm", action="store_true", help="keep out/model, retrain the SAE")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
+    if args.sae_seeds < 1 or not 0 < args.k <= args.d_sae:
+        parser.error(f"need --sae-seeds >= 1 and 0 < --k <= --d-sae (got {args.sae_seeds}, {args.k}, {args.d_sae})")
     prefixes = tuple(sorted({m for m in SAEConfig.prefixes if m < args.d_sae} | {args.d_sae}))
     record = build(args.out, args.seed, LMConfig(steps=args.steps),
                    SAEConfig(d_sae=args.d_sae, k=args.k, steps=args.sae_steps, prefixes=prefixes),

@@ -13,24 +13,22 @@ from .tokenizer import word_forms
 from .vocab import CATEGORY_NOUN, CONCEPTS
 
 
+def _single_token_ids(tok: Tokenizer, texts: list[str]) -> list[int]:
+    encoded = (tok.encode(t).ids for t in texts)
+    return sorted({ids[0] for ids in encoded if len(ids) == 1})
+
+
 def concept_token_ids(tok: Tokenizer, form: str = "space") -> dict[str, list[int]]:
     """Token ids of each concept's words: `form` "space" (" word", the usual word-list
     convention), "bare" ("word", as after a quote or at a line start) or "both"."""
     index = {"space": [0], "bare": [1], "both": [0, 1]}[form]
-    out = {}
-    for concept, words in CONCEPTS.items():
-        ids = [tok.encode(word_forms(w)[i]).ids for w in words for i in index]
-        out[concept] = sorted({i[0] for i in ids if len(i) == 1})
-    return out
+    return {c: _single_token_ids(tok, [word_forms(w)[i] for w in ws for i in index])
+            for c, ws in CONCEPTS.items()}
 
 
 def category_noun_ids(tok: Tokenizer) -> dict[str, list[int]]:
     """Token ids of each concept's own name (" colour", " job", ...), both forms."""
-    out = {}
-    for concept, (_, noun) in CATEGORY_NOUN.items():
-        ids = [tok.encode(f).ids for f in word_forms(noun)]
-        out[concept] = sorted({i[0] for i in ids if len(i) == 1})
-    return out
+    return {c: _single_token_ids(tok, list(word_forms(noun))) for c, (_, noun) in CATEGORY_NOUN.items()}
 
 
 @dataclass(frozen=True)
@@ -86,11 +84,6 @@ def prf(fires: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return precision, recall, f1
 
 
-def _union_scores(fires: torch.Tensor, labels: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
-    """F1 of (any of `chosen` fires) OR (each candidate fires), for every candidate column."""
-    return prf(fires | chosen[:, None], labels)[2]
-
-
 def feature_set(fires: torch.Tensor, labels: torch.Tensor, first: int, max_size: int = 3,
                 min_gain: float = 0.01) -> list[int]:
     """Greedy union of features for one concept (split features: `Rome` and `Oslo` on two)."""
@@ -98,7 +91,7 @@ def feature_set(fires: torch.Tensor, labels: torch.Tensor, first: int, max_size:
     union = fires[:, first].clone()
     best = float(prf(union[:, None], labels)[2][0])
     while len(chosen) < max_size:
-        f1 = _union_scores(fires, labels, union)
+        f1 = prf(fires | union[:, None], labels)[2]  # the union with each candidate added
         j = int(f1.argmax())
         if float(f1[j]) < best + min_gain:
             break
