@@ -132,7 +132,7 @@ def worker(kind: str, work: Path, n_features: int, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     if kind == "core":
-        from saewidgets.analysis.logit_ranks import rank_scores
+        from saewidgets.logit_lens.ranks import rank_scores
 
         weights = np.load(work / "weights.npy")
         index_lists = np.load(work / "index_lists.npy")
@@ -141,8 +141,8 @@ def worker(kind: str, work: Path, n_features: int, threads: int) -> dict:
         start, cpu = time.perf_counter(), time.process_time()
         from concurrent.futures import ThreadPoolExecutor
 
-        from saewidgets.analysis.enrichment import RANK_BLOCK
-        from saewidgets.analysis.logit_ranks import smaller_sides
+        from saewidgets.logit_lens.enrichment import RANK_BLOCK
+        from saewidgets.logit_lens.ranks import smaller_sides
 
         sides = smaller_sides(members, weights.shape[1])
         rank_scores(weights[:4], members, sides=sides)  # warm-up, untimed

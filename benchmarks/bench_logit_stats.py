@@ -120,7 +120,7 @@ def baselines(n_random: int = 4096) -> None:
         cases.append(("model organism (trained)", organism))
     except Exception as error:  # not built in this checkout
         print(f"(model organism unavailable: {error})")
-    from saewidgets.analysis.logit_kinds import feature_kinds, fixed_thresholds
+    from saewidgets.logit_lens.kinds import feature_kinds, fixed_thresholds
 
     print(f"{n_random} random Gaussian decoder rows per unembedding (seed 1; the kind null uses seed 0); "
           "quantiles over rows\n")
@@ -179,7 +179,7 @@ def main() -> None:
     args.rounds = args.rounds or (1 if args.quick else 3)
     if args.chunk is None:
         sys.path.insert(0, str(ROOT))
-        from saewidgets.analysis.logit_core import auto_chunk
+        from saewidgets.logit_lens.core import auto_chunk
 
         args.chunk = auto_chunk(VOCAB, args.features, None)
     if args.worker:

@@ -28,12 +28,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/ (hook references, organism build)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import saewidgets as sw  # noqa: E402
-from saewidgets.analysis.self_explain import self_explain  # noqa: E402
-from saewidgets.analysis.self_explain_engine import patched_generate  # noqa: E402
-from saewidgets.analysis.self_explain_prompts import build_prompt  # noqa: E402
+from saewidgets.self_explanation.explain import self_explain  # noqa: E402
+from saewidgets.self_explanation.runs import patched_generate  # noqa: E402
+from saewidgets.self_explanation.prompts import build_prompt  # noqa: E402
 from tiny_models import random_sae, tiny_tokenizer  # noqa: E402
 
 
@@ -58,9 +59,9 @@ def organism_quality() -> None:
     import random
     import re
 
-    from saewidgets.analysis.self_explain import fit_layer_map
-    from saewidgets.model_organism.corpus import concept_sentence, iter_documents
-    from saewidgets.model_organism.vocab import CATEGORY_NOUN
+    from saewidgets.self_explanation.explain import fit_layer_map
+    from tools.organism.corpus import concept_sentence, iter_documents
+    from tools.organism.vocab import CATEGORY_NOUN
 
     model, sae = sw.organism()
     truth = sw.organism_ground_truth()

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import saewidgets as sw  # noqa: E402
-from saewidgets.analysis.generation import ResidualEdit, generate  # noqa: E402
+from saewidgets.engine.generate import ResidualEdit, generate  # noqa: E402
 from tiny_models import random_sae, tiny_tokenizer  # noqa: E402
 
 PROMPT = "The quick brown fox jumps over the lazy dog."

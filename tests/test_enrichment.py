@@ -9,7 +9,7 @@ import torch
 from scipy.stats import ks_2samp, kstwobign, mannwhitneyu
 
 import saewidgets as sw
-from saewidgets.analysis.logit_ranks import benjamini_hochberg, ks_p_value, mann_whitney_p, rank_scores
+from saewidgets.logit_lens.ranks import benjamini_hochberg, ks_p_value, mann_whitney_p, rank_scores
 from tiny_models import random_sae, tiny_model
 
 
@@ -252,7 +252,7 @@ def organism():
 def _context_activations(binding, concepts):
     """SAE activations at the last token of each concept's left contexts (the organism's
     templates, cut just before the concept word: where the world predicts that concept)."""
-    from saewidgets.model_organism.templates import CONTEXTS
+    from tools.organism.templates import CONTEXTS
 
     prompts, labels = [], []
     for concept in concepts:

@@ -330,7 +330,7 @@ def test_constructor_rejects_bad_arguments(pair):
 
 
 def test_slider_range_follows_decoder_norm_and_typical_activation(pair):
-    from saewidgets.widgets.explorer_checks import nice_ceiling, scale_range
+    from saewidgets.widgets.explorer.checks import nice_ceiling, scale_range
 
     assert scale_range(1.0, 10.0, None) == {"max": 50.0, "linear": 0.5}  # 4 x 10 -> nice 50
     assert scale_range(2.0, 10.0, None)["max"] == 20.0  # a longer decoder row needs less scale
@@ -360,7 +360,7 @@ def test_remote_path_gives_the_local_result(pair):
 
 
 def test_large_saes_compute_statistics_in_the_background(pair, monkeypatch):
-    import saewidgets.widgets.explorer_data as explorer_data
+    import saewidgets.sessions.lens as explorer_data
 
     monkeypatch.setattr(explorer_data, "SMALL", 0)  # treat the tiny SAE as a large one
     model, sae = pair
@@ -409,7 +409,7 @@ def test_on_the_model_organism_concept_classes_match_the_ground_truth():
 @pytest.fixture
 def sweeps(monkeypatch):
     """Count the real sw.self_explain calls the explorer makes (a spy: each call still runs)."""
-    import saewidgets.analysis.self_explain as module
+    import saewidgets.self_explanation.explain as module
 
     calls: list[list[int]] = []
     real = module.self_explain
@@ -432,7 +432,7 @@ def row_index(panel: dict, slider: float) -> int:
 def test_self_explanation_follows_the_feature_and_the_slider_without_recomputing(pair, sweeps):
     import json
 
-    from saewidgets.analysis.self_explain import best_explanations, explanation_at
+    from saewidgets.self_explanation.explain import best_explanations, explanation_at
 
     model, sae = pair
     ex = sw.FeatureExplorer(model, sae, feature=3, prompt=PROMPT, max_new_tokens=2)
@@ -475,7 +475,7 @@ def test_self_explanation_follows_the_feature_and_the_slider_without_recomputing
 
 
 def test_self_explanation_off_computes_nothing_until_asked(pair, sweeps, monkeypatch):
-    import saewidgets.widgets.explorer_selfexplain as panel_module
+    import saewidgets.sessions.self_explanations as panel_module
 
     model, sae = pair
     monkeypatch.setattr(panel_module, "AUTO_MAX_PARAMETERS", 1000)  # the tiny model counts as large
@@ -544,7 +544,7 @@ def test_snapshot_stores_the_self_explanation_panel(pair, sweeps):
 
 def test_model_title_is_short():
     from saewidgets.model_organism.ground_truth import MODEL_DIR
-    from saewidgets.widgets.explorer_data import model_name
+    from saewidgets.sessions.lens import model_name
 
     assert model_name(str(MODEL_DIR)) == "saewidgets-organism"
     assert model_name("/home/me/models/gpt2-small") == "gpt2-small"

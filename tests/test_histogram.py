@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import saewidgets as sw
-from saewidgets.analysis.histogram import histogram_frame
+from saewidgets.logit_lens.histogram import histogram_frame
 from tiny_models import random_sae, tiny_model
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import saewidgets as sw
-from saewidgets.analysis.logit_core import norm_fold
-from saewidgets.analysis.logit_kinds import feature_kinds
-from saewidgets.analysis.logit_lens import _moments
+from saewidgets.logit_lens.core import norm_fold
+from saewidgets.logit_lens.kinds import feature_kinds
+from saewidgets.logit_lens.lens import _moments
 from tiny_models import random_sae, tiny_model
 
 FAMILIES = ["gpt2", "llama", "gemma2", "qwen2", "phi3", "neox"]

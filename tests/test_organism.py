@@ -11,12 +11,12 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
 from saewidgets.model_organism import organism, organism_ground_truth, organism_raw
-from saewidgets.model_organism.evaluate import STEER_PROMPTS, STEER_SCALE, concept_fraction
-from saewidgets.model_organism.features import ConceptLabels, best_features, firing, residuals
+from tools.organism.evaluate import STEER_PROMPTS, STEER_SCALE, concept_fraction
+from tools.organism.features import ConceptLabels, best_features, firing, residuals
 from saewidgets.model_organism.ground_truth import MODEL_DIR, SAE_DIR
-from saewidgets.model_organism.sae import TopKSAE
-from saewidgets.model_organism.steering_ref import steered_generate
-from saewidgets.model_organism.stream import corpus_windows
+from tools.organism.sae import TopKSAE
+from tools.references.steering_hooks import steered_generate
+from tools.organism.stream import corpus_windows
 
 torch.set_num_threads(2)
 

@@ -12,9 +12,9 @@ import torch
 from tiny_models import random_sae, tiny_hf_model, tiny_tokenizer
 
 import saewidgets as sw
-from saewidgets.analysis import self_explain_metrics as M
-from saewidgets.analysis.self_explain import self_explain, self_explanation_chart
-from saewidgets.analysis.self_explain_prompts import build_prompt, cut_explanation
+from saewidgets.self_explanation import metrics as M
+from saewidgets.self_explanation.explain import self_explain, self_explanation_chart
+from saewidgets.self_explanation.prompts import build_prompt, cut_explanation
 
 D_MODEL, N_LAYERS, SAE_LAYER = 32, 4, 2
 SCALES = [0.0, 0.5, 1.0, 2.0, 4.0]
@@ -375,7 +375,7 @@ def test_chart_marks_chosen_and_current_scale(two_features):
 
 
 def test_best_explanations_and_lookup_by_scale(two_features):
-    from saewidgets.analysis.self_explain import best_explanations, explanation_at
+    from saewidgets.self_explanation.explain import best_explanations, explanation_at
 
     df = two_features
     one = df[df["feature"] == 9]
@@ -397,7 +397,7 @@ TEXTS = [
 
 
 def test_fit_layer_map_matches_least_squares_on_hidden_states(model, hf, sae):
-    from saewidgets.analysis.self_explain import fit_layer_map
+    from saewidgets.self_explanation.explain import fit_layer_map
 
     layer_map = fit_layer_map(model, sae, TEXTS, 0, ridge=0.0, progress=False, batch_size=5)
     assert (layer_map.source, layer_map.target) == (SAE_LAYER, 0)
@@ -428,7 +428,7 @@ def test_fit_layer_map_matches_least_squares_on_hidden_states(model, hf, sae):
 
 
 def test_self_explain_with_layer_map_injects_the_mapped_direction(model, hf, sae, tmp_path):
-    from saewidgets.analysis.self_explain import fit_layer_map
+    from saewidgets.self_explanation.explain import fit_layer_map
 
     layer_map = fit_layer_map(model, sae, TEXTS, 1, progress=False)
     with record(hf, layers=(1,)) as calls:

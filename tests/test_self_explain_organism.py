@@ -40,7 +40,7 @@ SYNONYMS = {"colour": {"color"}, "profession": {"profession"}}
 def names_concept(text: str, concept: str, members: bool = True) -> bool:
     """The text names the concept (`colour`), its category noun (`job`) or, with `members`, one
     of its words (`a sausage for dinner` names food)."""
-    from saewidgets.model_organism.vocab import CATEGORY_NOUN, CONCEPTS
+    from tools.organism.vocab import CATEGORY_NOUN, CONCEPTS
 
     names = {concept, CATEGORY_NOUN.get(concept, ("", concept))[1], *SYNONYMS.get(concept, ())}
     if members:
@@ -83,8 +83,8 @@ def test_concept_features_with_the_papers_method(organism):
 
 
 def test_concept_features_with_a_layer_map(organism):
-    from saewidgets.analysis.self_explain import fit_layer_map
-    from saewidgets.model_organism.corpus import iter_documents
+    from saewidgets.self_explanation.explain import fit_layer_map
+    from tools.organism.corpus import iter_documents
 
     model, sae, concepts, features = organism
     texts = list(itertools.islice(iter_documents(123), 400))

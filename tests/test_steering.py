@@ -288,7 +288,7 @@ def test_missing_sae_and_bad_layer(gpt2):
 @pytest.mark.parametrize("mode", ["add", "replace"])
 def test_generation_helper_edits_chosen_prompt_positions(gpt2, mode):
     """The shared helper's prompt-position edit (self-explanation style) against a torch hook."""
-    from saewidgets.analysis.generation import ResidualEdit, generate
+    from saewidgets.engine.generate import ResidualEdit, generate
 
     prompts = ["The quick brown fox", "Hello"]
     positions = [[1, -1], [0]]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import saewidgets as sw
-from saewidgets.analysis.token_strings import detect_scheme
+from saewidgets.tokens.strings import detect_scheme
 from tiny_models import random_sae, tiny_model, tiny_tokenizer
 
 # The same tokens written three ways: GPT-2 pieces, SentencePiece pieces, decoded text.

@@ -72,8 +72,8 @@ class ExportMixin(t.HasTraits):
 
             return histogram_spec(self.histogram, title=f"Feature {self.feature} · logit weights")
         if chart == "self_explanation":
-            from ..analysis.self_explain import self_explain
-            from ..analysis.self_explain_chart import self_explanation_chart
+            from ..self_explanation.explain import self_explain
+            from ..self_explanation.chart import self_explanation_chart
 
             if sweep is None:
                 sweep = self_explain(self.binding, features=[self.feature])

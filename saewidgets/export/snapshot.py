@@ -97,7 +97,7 @@ class ExplorerReader:
         self.lens = explorer._lens
 
     def scale_range(self, feature: int) -> dict:
-        from ..widgets import explorer_checks
+        from ..widgets.explorer import checks as explorer_checks
 
         e = self.explorer
         return explorer_checks.scale_range(self.lens.decoder_norm(feature), self.lens.reference_norm(), e._typical.get(feature))
@@ -120,7 +120,7 @@ class ExplorerReader:
             return {f: method(f, how) for f in features}
         import pandas as pd
 
-        from ..analysis.self_explain import self_explain
+        from ..self_explanation.explain import self_explain
         from ..widgets.live import model_lock
 
         given = how if isinstance(how, pd.DataFrame) else None
@@ -303,8 +303,8 @@ def _pack_side(side: Any, packer: Packer) -> dict:
 
 def _steered_generations(explorer: Any, reader: ExplorerReader, grids: dict[int, list[float]], batch_size: int, progress: bool) -> dict:
     """Baseline and steered continuations for every (feature, scale), batched, as ``Side`` objects."""
-    from ..analysis.generation import ResidualEdit, generate
-    from ..widgets.generation_state import side_from_ids, steering_features
+    from ..engine.generate import ResidualEdit, generate
+    from ..sessions.generation import side_from_ids, steering_features
     from ..widgets.live import model_lock
 
     binding = explorer.binding

@@ -4,7 +4,7 @@
 >>> gt = organism_ground_truth(); gt.feature("colour")
 """
 
-from .ground_truth import GroundTruth, load_ground_truth, organism_ground_truth
+from .ground_truth import GroundTruth, load_ground_truth, organism_corpus, organism_ground_truth
 from .load import organism, organism_raw
 
-__all__ = ["GroundTruth", "load_ground_truth", "organism", "organism_ground_truth", "organism_raw"]
+__all__ = ["GroundTruth", "load_ground_truth", "organism", "organism_corpus", "organism_ground_truth", "organism_raw"]

@@ -11,6 +11,7 @@ import pandas as pd
 DATA_DIR = Path(__file__).parent / "data"
 MODEL_DIR = DATA_DIR / "model"
 SAE_DIR = DATA_DIR / "sae"
+CORPUS_FILE = "corpus.jsonl.gz"  # held-out documents from the build's generator, one JSON string a line
 
 
 @dataclass
@@ -82,3 +83,19 @@ def load_ground_truth(data_dir: str | Path = DATA_DIR) -> GroundTruth:
 def organism_ground_truth() -> GroundTruth:
     """Ground truth of the shipped organism (a fresh object per call)."""
     return load_ground_truth(DATA_DIR)
+
+
+def organism_corpus(n: int | None = None, data_dir: str | Path = DATA_DIR) -> list[str]:
+    """Held-out documents of the organism's synthetic world (4,000 shipped; the first ``n``).
+
+    Written by the build from its own generator with a seed used for nothing else: the text to
+    collect activation examples on, fit layer maps with, or test against.
+    """
+    import gzip
+
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"n must be a positive number of documents (or None for all), got {n!r}")
+    path = Path(data_dir) / CORPUS_FILE
+    with gzip.open(path, "rt", encoding="utf-8") as lines:
+        docs = [json.loads(line) for line in lines]
+    return docs if n is None else docs[:n]

@@ -12,10 +12,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .logit_lens import logit_weights
-from .logit_core import NOT_GIVEN, resolve
-from .token_classes import TokenClasses
-from .token_classes import token_classes as build_token_classes
+from .lens import logit_weights
+from .core import NOT_GIVEN, resolve
+from ..tokens.classes import TokenClasses
+from ..tokens.classes import token_classes as build_token_classes
 
 _GREY = "#8a8f98"  # readable on white and on dark notebook themes
 

@@ -9,7 +9,7 @@ from tokenizers import Tokenizer
 from transformers import PreTrainedModel
 
 from .icl import EVAL_TASKS, Task, format_prompt
-from .steering_ref import steered_generate
+from tools.references.steering_hooks import steered_generate
 from .tokenizer import EOT
 from .vocab import CATEGORY_NOUN, HELD_OUT
 

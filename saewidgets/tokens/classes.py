@@ -44,7 +44,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from .token_strings import VocabStrings, strings_from_pieces, tokenizer_strings
+from .strings import VocabStrings, strings_from_pieces, tokenizer_strings
 
 LETTERS = string.ascii_lowercase
 GROUPS = ("starts_with_space", "case", "length", "first_letter", "token_type", "pos")

@@ -1,4 +1,4 @@
-"""Build the model organism from scratch: `python -m saewidgets.model_organism.build --out DIR`.
+"""Build the model organism from scratch: `python -m tools.organism.build --out DIR`.
 
 Corpus -> BPE tokenizer -> GPT-2 -> residual activations -> TopK SAE -> evaluation ->
 ground_truth.json and REPORT.md.
@@ -31,7 +31,7 @@ from .sae import TopKSAE
 from .train_sae import SAEConfig, train_sae
 from .vocab import CONCEPTS, HELD_OUT
 
-DATA_DIR = Path(__file__).parent / "data"
+from saewidgets.model_organism.ground_truth import CORPUS_FILE, DATA_DIR  # the shipped build
 LAYER = 2
 HOOK_NAME = f"blocks.{LAYER}.hook_resid_pre"
 MODEL_NAME = "saewidgets-organism"
@@ -139,8 +139,24 @@ def build(out: Path, seed: int, lm_cfg: LMConfig, sae_cfg: SAEConfig, reuse_lm: 
                                                    CONCEPTS, LAYER)
     record["build"]["seconds_total"] = time.time() - start + lm_info.get("seconds_lm_reused", 0.0)
     (out / "ground_truth.json").write_text(json.dumps(record, indent=1) + "\n")
+    write_corpus_sample(out)
     write_report(record, out / "REPORT.md")
     return record
+
+
+CORPUS_SAMPLE_SEED = 7  # not a training (0), selection (5) or report (2) seed
+CORPUS_SAMPLE_DOCS = 4000
+
+
+def write_corpus_sample(out: Path) -> None:
+    """Held-out documents shipped with the organism (``sw.organism_corpus()``): what the
+    runtime uses for activation examples and layer maps, without the generator."""
+    import gzip
+
+    docs = generate_corpus(CORPUS_SAMPLE_DOCS, CORPUS_SAMPLE_SEED)
+    lines = "".join(json.dumps(doc) + "\n" for doc in docs)
+    # mtime=0: the same documents give the same bytes
+    (out / CORPUS_FILE).write_bytes(gzip.compress(lines.encode(), mtime=0))
 
 
 @torch.no_grad()

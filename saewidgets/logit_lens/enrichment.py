@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .logit_core import NOT_GIVEN, auto_chunk, feature_spec, iter_weights, resolve, unembedding
-from .logit_ranks import RankScores, benjamini_hochberg, ks_p_value, mann_whitney_p, rank_scores, smaller_sides
-from .token_classes import TokenClasses, token_classes
+from .core import NOT_GIVEN, auto_chunk, feature_spec, iter_weights, resolve, unembedding
+from .ranks import RankScores, benjamini_hochberg, ks_p_value, mann_whitney_p, rank_scores, smaller_sides
+from ..tokens.classes import TokenClasses, token_classes
 
 RANK_BLOCK = 32  # features ranked per call (per thread)
 

@@ -16,16 +16,16 @@ from typing import Any, Callable, Iterable, Mapping
 import anywidget
 import traitlets as t
 
-from ..core.binding import Binding, bind
-from ..export.mixin import ExportMixin
-from . import explorer_checks as checks
-from . import explorer_data as data
-from . import explorer_selfexplain as selfexplain
-from .generation_state import GenerationView, LRUCache, SteerRequest, side_from_ids, steering_features
-from ..core.locks import model_lock
-from .live import LatestRequestRunner, Superseded, Ticket
+from ...core.binding import Binding, bind
+from ...export.mixin import ExportMixin
+from . import checks
+from ...sessions import lens as data
+from ...sessions import self_explanations as selfexplain
+from ...sessions.generation import GenerationView, LRUCache, SteerRequest, side_from_ids, steering_features
+from ...core.locks import model_lock
+from ..live import LatestRequestRunner, Superseded, Ticket
 
-STATIC = Path(__file__).resolve().parent.parent / "static"
+STATIC = Path(__file__).resolve().parents[2] / "static"
 # Without the bundle (a source checkout where js/ was not built) the widget still works from
 # Python, and its view says how to build the front end.
 MISSING_ESM = """export default { render({ el }) {
@@ -55,7 +55,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     decoding settings or the extra steering entries change, and the feature's
     self-explanation (``sw.self_explain``: one batched sweep per feature, cached; the
     slider picks the sweep row of the same size relative to the residual stream, see
-    ``saewidgets.widgets.explorer_selfexplain``), with its metric curves and best explanations.
+    ``saewidgets.sessions.self_explanations``), with its metric curves and best explanations.
 
     Parameters:
         model, sae: a model (``sw.load_model`` spec) and its ``sw.SAE``, or a ``Binding``.
@@ -506,7 +506,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
                 shown_at[0] = now
                 ticket.publish(lambda: self._set_generation(view.to_json()))
 
-        from ..analysis.steering import steer
+        from ...steering.steer import steer
 
         try:
             with model_lock(self._binding.model):

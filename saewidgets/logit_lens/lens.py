@@ -40,10 +40,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .logit_core import NOT_GIVEN, auto_chunk, feature_spec, iter_weights, resolve, unembedding
-from .logit_kinds import bimodality as bimodality_of
-from .logit_kinds import feature_kinds, fixed_thresholds, kind_thresholds
-from .token_strings import tokenizer_strings
+from .core import NOT_GIVEN, auto_chunk, feature_spec, iter_weights, resolve, unembedding
+from .kinds import bimodality as bimodality_of
+from .kinds import feature_kinds, fixed_thresholds, kind_thresholds
+from ..tokens.strings import tokenizer_strings
 
 
 def logit_weights(
@@ -108,7 +108,7 @@ def logit_stats(
     S = max(2, largest |skew|) and B = max(5/9, largest bimodality) over 512 random
     Gaussian decoder rows against the same unembedding (``random_baseline=False``:
     just the floors 2 and 5/9), so no random direction gets a kind; see
-    ``saewidgets.analysis.logit_kinds``. The values used are in
+    ``saewidgets.logit_lens.kinds``. The values used are in
     ``result.attrs["kind_thresholds"]``.
 
     Streams over features in chunks (never d_sae x vocab at once), with a

@@ -20,11 +20,11 @@ from ..core.binding import Binding, bind
 from ..core.locks import model_lock
 from ..core.model import load_model, model_layout
 from ..core.sae import SAE, check_index
-from . import self_explain_cache as cache
-from . import self_explain_metrics as metrics
-from .self_explain_engine import measure_prompt, patched_generate
-from .self_explain_map import LayerMap, fit_layer_map, residual_point
-from .self_explain_prompts import DEFAULT_PLACEHOLDER, SelfExplainPrompt, build_prompt, cut_explanation
+from . import cache
+from . import metrics
+from .runs import measure_prompt, patched_generate
+from .layer_map import LayerMap, fit_layer_map, residual_point
+from .prompts import DEFAULT_PLACEHOLDER, SelfExplainPrompt, build_prompt, cut_explanation
 
 DEFAULT_MAX_NEW_TOKENS = 16
 DEFAULT_BATCH_SIZE = 256
@@ -466,6 +466,6 @@ def _one_feature(df: pd.DataFrame, feature: Any) -> pd.DataFrame:
 
 def self_explanation_chart(df: pd.DataFrame, current_scale: float | None = None, feature: Any = None):
     """Metric curves against scale (altair), the chosen scale (dashed) and ``current_scale`` marked."""
-    from .self_explain_chart import self_explanation_chart as chart
+    from .chart import self_explanation_chart as chart
 
     return chart(df, current_scale=current_scale, feature=feature)

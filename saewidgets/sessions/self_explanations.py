@@ -28,7 +28,7 @@ import numpy as np
 
 from ..core.binding import Binding
 from ..core.locks import model_lock
-from .generation_state import LRUCache
+from .generation import LRUCache
 
 # Models larger than this do not explain each feature automatically (a button does it).
 AUTO_MAX_PARAMETERS = 200_000_000
@@ -112,7 +112,7 @@ class SelfExplanations:
             hit = self._sweeps.get(feature)
             if hit is not None:
                 return hit[1]
-        from ..analysis.self_explain import self_explain
+        from ..self_explanation.explain import self_explain
 
         merged = {**self.options, **check_options({k: v for k, v in (options or {}).items() if k != "progress"})}
         start = time.perf_counter()
@@ -127,7 +127,7 @@ class SelfExplanations:
     def payload(self, df: Any, feature: int, seconds: float = 0.0, mapped: bool | None = None) -> dict:
         """The panel's JSON for ``feature``'s rows of a ``sw.self_explain`` DataFrame (without
         the slider's row; see ``select``). ``explanation`` and ``scale`` are the chosen row's."""
-        from ..analysis.self_explain import best_explanations
+        from ..self_explanation.explain import best_explanations
 
         attrs = dict(df.attrs)
         if "feature" in df.columns and len(set(df["feature"])) > 1:
@@ -169,7 +169,7 @@ def chart_spec(df: Any) -> dict | None:
     2 x 2 grid (each metric's name as its panel's title, "sweep scale" under the bottom row), with a
     rule on every panel for the slider's row: its data is the named dataset ``sw_current``,
     which the view updates as the slider moves (no new spec per move)."""
-    from ..analysis.self_explain_chart import self_explanation_chart
+    from ..self_explanation.chart import self_explanation_chart
 
     try:
         spec = self_explanation_chart(df, width=CHART_WIDTH, height=CHART_HEIGHT).to_dict(validate=False)

@@ -21,7 +21,7 @@ import torch
 
 from ..core.binding import Binding, bind
 from ..core.locks import model_lock
-from .self_explain_engine import _first, probe_envoy
+from .runs import _first, probe_envoy
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import torch
 
 from ..core.binding import Binding, bind
 from ..core.locks import model_lock
-from .generation import Generation, ResidualEdit, Step, check_decoding, eos_ids, generate
+from ..engine.generate import Generation, ResidualEdit, Step, check_decoding, eos_ids, generate
 
 Prompts = str | Sequence[str]
 
@@ -155,7 +155,7 @@ def steer(
     within ``top_p``) with noise drawn from ``seed``: the same seed gives the same
     result, and every row, baseline and steered, sees the same noise at each step,
     so the two variants differ only where steering changed the choice (Gumbel-max
-    coupling; see ``saewidgets.analysis.generation``). A total vector of zero (all
+    coupling; see ``saewidgets.engine.generate``). A total vector of zero (all
     scales 0) reproduces the baseline exactly: its steered rows are the baseline
     rows. ``on_step`` receives a ``SteeringStep`` after every step while a local
     model runs; with ``remote`` the steps arrive after the run.

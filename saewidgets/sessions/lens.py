@@ -35,7 +35,7 @@ class FeatureLens:
     """Logit-lens views of one Binding's features, cached for the widget."""
 
     def __init__(self, binding: Binding, classes: Mapping[str, Any] | None = None, remote: bool | str = False) -> None:
-        from ..analysis.token_classes import token_classes
+        from ..tokens.classes import token_classes
 
         self.binding = binding
         self.remote = remote
@@ -98,7 +98,7 @@ class FeatureLens:
 
     def feature_info(self, feature: int, explanation: str | None, token_class: str) -> dict:
         """Statistics, kind and top promoted / suppressed tokens of one feature."""
-        from ..analysis.logit_lens import logit_stats
+        from ..logit_lens.lens import logit_stats
 
         row = logit_stats(self.binding, features=[feature], k=TOP_TOKENS, progress=False).iloc[0]
         stats = {name: row[name] for name in ("std", "skew", "kurtosis", "mean")}
@@ -116,7 +116,7 @@ class FeatureLens:
         }
 
     def histogram(self, feature: int, token_class: str, bins: int) -> dict:
-        from ..analysis.histogram import logit_histogram
+        from ..logit_lens.histogram import logit_histogram
 
         raw = logit_histogram(self.binding, feature, classes=token_class, bins=bins, token_classes=self.classes)
         return histogram_payload(raw, feature, token_class)
@@ -159,7 +159,7 @@ class FeatureLens:
         import pandas as pd
         from tqdm.auto import tqdm
 
-        from ..analysis.logit_lens import logit_stats
+        from ..logit_lens.lens import logit_stats
 
         n = self.binding.d_sae
         chunk = max(16, min(4096, int(2**26 // max(1, self.binding.vocab_size))))
@@ -198,7 +198,7 @@ class FeatureLens:
         if token_class not in self._enrichment:
             if not compute:
                 return None
-            from ..analysis.enrichment import enrichment
+            from ..logit_lens.enrichment import enrichment
 
             table = enrichment(self.binding, sets=self.classes.select([token_class]), progress=False)
             values = np.full(self.binding.d_sae, np.nan)

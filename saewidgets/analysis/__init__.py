@@ -1,1 +1,0 @@
-"""Analyses that need no widget: logit lens, token classes, enrichment, steering, self-explanation."""

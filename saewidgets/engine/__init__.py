@@ -1,0 +1,1 @@
+"""The intervention engine: the one place that runs the model through nnsight."""

@@ -1,0 +1,1 @@
+"""Plain-Python sessions behind the widgets: bindings, caches, runners and payloads."""

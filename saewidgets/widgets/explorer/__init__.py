@@ -1,0 +1,5 @@
+"""The FeatureExplorer widget."""
+
+from .widget import FeatureExplorer
+
+__all__ = ["FeatureExplorer"]

@@ -1,0 +1,1 @@
+"""Independent references for tests and benchmarks (plain PyTorch, no saewidgets code)."""
