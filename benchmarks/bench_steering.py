@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import saewidgets as sw  # noqa: E402
-from saewidgets.engine.generate import ResidualEdit, generate  # noqa: E402
+from saewidgets.engine import Decoding, Edit, Row, generate  # noqa: E402
+from tools.references.steering_hooks import hooked_generate  # noqa: E402
 from tiny_models import random_sae, tiny_tokenizer  # noqa: E402
 
 PROMPT = "The quick brown fox jumps over the lazy dog."
@@ -94,27 +95,29 @@ def main() -> None:
     block = binding.layout.blocks_of(plain)[LAYER]
 
     def hooked(rows: int) -> Callable[[], object]:
-        """Plain PyTorch: a forward pre-hook adds the per-row vector; greedy HF generate."""
+        """Plain PyTorch (tools/references/steering_hooks.py): a forward pre-hook adds the per-row
+        vector; greedy HF generate. The last row is the steered one."""
         enc = tok([PROMPT] * rows, return_tensors="pt", padding=True).to(args.device)
-        delta = torch.zeros(rows, 1, 768, device=args.device)
-        delta[-1, 0] = vector  # the last row is the steered one
+        delta = torch.zeros(rows, 768, device=args.device)
+        delta[-1] = vector
 
         def run() -> object:
-            handle = block.register_forward_pre_hook(lambda m, a: (a[0] + delta, *a[1:]))
-            try:
-                with torch.no_grad():
-                    return plain.generate(**enc, max_new_tokens=n, do_sample=False, eos_token_id=None,
-                                       pad_token_id=tok.pad_token_id)
-            finally:
-                handle.remove()
+            return hooked_generate(plain, block, enc["input_ids"], enc["attention_mask"], delta, n,
+                                   pad_token_id=tok.pad_token_id).ids
         return run
 
     def ours_steer() -> object:
         return sw.steer(binding, prompt=PROMPT, features={FEATURE: SCALE}, max_new_tokens=n, progress=False)
 
     def ours_row(steered: bool) -> Callable[[], object]:
-        edit = ResidualEdit(LAYER, "resid_pre", vector.cpu()[None]) if steered else None
-        return lambda: generate(model, [PROMPT], edit=edit, max_new_tokens=n)
+        edits = (Edit(LAYER, vector.cpu()),) if steered else ()
+        return lambda: generate(model, [Row(PROMPT, edits)], Decoding(max_new_tokens=n, prepend_bos=False))
+
+    held = sw.steer(binding, prompt=PROMPT, features={FEATURE: SCALE}, max_new_tokens=n, progress=False)
+
+    def slider_move() -> object:  # the explorer holds the baseline: only the steered row runs
+        return sw.steer(binding, prompt=PROMPT, features={FEATURE: SCALE * 1.5}, max_new_tokens=n, progress=False,
+                        baseline=held)
 
     envoy = binding.layout.blocks_of(model)[LAYER]
     enc1 = tok([PROMPT], return_tensors="pt").to(args.device)
@@ -134,22 +137,24 @@ def main() -> None:
         "hook, 2 rows": hooked(2),
         "sw.steer (baseline+steered)": ours_steer,
         "hook, 1 row": hooked(1),
-        "helper, 1 steered row": ours_row(True),
+        "engine, 1 steered row": ours_row(True),
         "bare nnsight loop, 1 row": bare_nnsight,
-        "2 sequential helper calls": sequential,
+        "2 sequential engine calls": sequential,
+        "sw.steer, baseline held": slider_move,
     }
     # Same tokens first: our path and the hook agree on the steered continuation.
     result = ours_steer()
-    reference = hooked(2)()[:, -n:]
+    reference = hooked(2)()
     assert result.steered_ids == reference[1, : len(result.steered_ids)].tolist(), "steered tokens differ"
     assert result.baseline_ids == reference[0, : len(result.baseline_ids)].tolist(), "baseline tokens differ"
 
     t = measure(variants, repeats, args.device)
     rows = [
         ("(a) sw.steer (baseline+steered)", "sw.steer (baseline+steered)", "hook, 2 rows"),
-        ("(a) helper, 1 steered row", "helper, 1 steered row", "hook, 1 row"),
+        ("(a) engine, 1 steered row", "engine, 1 steered row", "hook, 1 row"),
         ("(a) bare nnsight loop, 1 row", "bare nnsight loop, 1 row", "hook, 1 row"),
-        ("(b) one batched call (2 rows)", "sw.steer (baseline+steered)", "2 sequential helper calls"),
+        ("(b) one batched call (2 rows)", "sw.steer (baseline+steered)", "2 sequential engine calls"),
+        ("(c) slider move (steered row only)", "sw.steer, baseline held", "sw.steer (baseline+steered)"),
     ]
     print(f"GPT-2-small-shaped random model, {n} new tokens, greedy, {args.threads} threads, "
           f"device {args.device}, median of {repeats}")

@@ -197,7 +197,12 @@ def test_charts_export_to_png_and_svg_offline(explorer, tmp_path, no_network):
     assert png.path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.bytes > 1000
     text = svg.path.read_text()
     assert text.lstrip().startswith("<svg") and "logit weight" in text
-    alt_chart = sw.export.save_chart(sw.export.histogram_spec(explorer.histogram), tmp_path / "spec.svg")
+    # one spec: the image renders the live view's spec (the trait's), with data and a light theme
+    spec = explorer.chart_spec("histogram")
+    live = {k: v for k, v in explorer.histogram["spec"].items() if k not in ("width", "height")}
+    assert {k: spec[k] for k in live} == live
+    assert spec["datasets"]["bins"] and spec["encoding"]["y"]["title"] == "tokens (square-root scale)"
+    alt_chart = sw.export.save_chart(spec, tmp_path / "spec.svg")
     assert alt_chart.bytes > 1000
     sweep = sw.self_explain(explorer.binding, features=[explorer.feature], progress=False, **SWEEP)
     metrics = explorer.save_chart(tmp_path / "self_explanation.svg", "self_explanation", sweep=sweep)
@@ -215,7 +220,7 @@ def test_charts_export_to_png_and_svg_offline(explorer, tmp_path, no_network):
     with pytest.raises(ValueError, match="not a Vega-Lite chart"):
         sw.export.save_chart({"data": {}}, tmp_path / "x.png")
     with pytest.raises(ValueError, match="histogram is empty"):
-        sw.export.histogram_spec({})
+        type(explorer).chart_spec(type("Empty", (), {"histogram": {}})(), "histogram")
 
 
 # -- the script-free fallback ------------------------------------------------------------------

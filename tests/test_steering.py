@@ -9,6 +9,7 @@ import torch
 
 import saewidgets as sw
 from tiny_models import random_sae, tiny_model
+from tools.references.steering_hooks import hooked_generate
 
 N = 6  # new tokens per test run
 PROMPTS = ["The quick brown fox", "Hello", "Red, green and"]
@@ -31,45 +32,19 @@ def binding_for(model, layer=1, site="resid_pre", d_sae=64):
 # -- reference: plain PyTorch hooks on the transformers module + HF generate ------------------
 
 def reference_generate(model, layer, site, prompts, vector, n, prompt_only=False):
-    """Greedy HF generate of [baselines..., steered...] with ``vector`` added by a torch hook.
-
-    ``prompt_only`` reproduces the SAELens tutorial bug (skip forward calls of length 1).
-    Returns (new ids, log-probs of the chosen tokens, residual lengths the hook edited).
-    """
+    """Greedy HF generate of [baselines..., steered...] with ``vector`` added by a torch hook
+    (tools/references/steering_hooks.py). ``prompt_only`` reproduces the SAELens tutorial bug (skip
+    forward calls of length 1). Returns (new ids, log-probs of the chosen tokens, residual lengths
+    the hook edited)."""
     hf = model._module
     block = sw.bind(model, random_sae(vector.shape[0], 8, layer, site)).layout.blocks_of(hf)[layer]
     rows = len(prompts)
-    delta = torch.zeros(2 * rows, 1, vector.shape[0])
-    delta[rows:, 0] = vector
-    edited, logprobs = [], []
-
-    def add(h):
-        if prompt_only and h.shape[1] == 1:
-            return h
-        edited.append(h.shape[1])
-        return h + delta.to(h.dtype)
-
-    if site == "resid_pre":
-        def pre(module, args, kwargs):
-            if args:
-                return (add(args[0]), *args[1:]), kwargs
-            return args, {**kwargs, "hidden_states": add(kwargs["hidden_states"])}
-        handle = block.register_forward_pre_hook(pre, with_kwargs=True)
-    else:
-        def post(module, args, out):
-            return (add(out[0]), *out[1:]) if isinstance(out, tuple) else add(out)
-        handle = block.register_forward_hook(post)
-    head = hf.lm_head.register_forward_hook(lambda m, a, out: logprobs.append(out[:, -1].float().log_softmax(-1)))
-    try:
-        enc = model.tokenizer(prompts * 2, return_tensors="pt", padding=True)
-        out = hf.generate(**enc, max_new_tokens=n, do_sample=False, eos_token_id=None,
-                          pad_token_id=model.tokenizer.pad_token_id)
-    finally:
-        handle.remove()
-        head.remove()
-    ids = out[:, enc["input_ids"].shape[1]:]
-    chosen = torch.stack([lp.gather(-1, ids[:, i:i + 1])[:, 0] for i, lp in enumerate(logprobs)], dim=1)
-    return ids, chosen, edited
+    deltas = torch.zeros(2 * rows, vector.shape[0])
+    deltas[rows:] = vector
+    enc = model.tokenizer(prompts * 2, return_tensors="pt", padding=True)
+    run = hooked_generate(hf, block, enc["input_ids"], enc["attention_mask"], deltas, n, site=site,
+                          prompt_only=prompt_only, pad_token_id=model.tokenizer.pad_token_id)
+    return run.ids, run.logprobs, [e for e in run.edited]
 
 
 def rows_of(result, variant):
@@ -255,18 +230,22 @@ def test_binding_forms_and_hook_override(gpt2):
         (dict(features={-70: 1.0}), "-70"),
         (dict(features=[3]), "features must be a dict"),
         (dict(directions=torch.ones(16)), "width 32"),
-        (dict(directions=torch.ones(16)), "(16,)"),
+        (dict(directions=torch.ones(16)), "length 16"),
         (dict(directions=[(torch.ones(32), float("nan"))]), "direction 0 is nan"),
         (dict(directions=torch.full((32,), math.inf)), "NaN or infinite"),
-        (dict(directions=torch.tensor(2.0)), "directions must be a vector"),
-        (dict(directions="up"), "directions must be a vector"),
-        (dict(max_new_tokens=0), "max_new_tokens must be an integer >= 1"),
+        (dict(directions=torch.tensor(2.0)), "directions must be an sw.Direction"),
+        (dict(directions="up"), "directions must be an sw.Direction"),
+        (dict(max_new_tokens=0), "max_new_tokens must be from 1 to 512"),
         (dict(max_new_tokens=2.5), "max_new_tokens"),
-        (dict(temperature=-0.1), "temperature must be a finite number >= 0"),
+        (dict(temperature=-0.1), "temperature (0 means greedy) must be a finite number in [0, 10]"),
         (dict(temperature=math.nan), "temperature"),
         (dict(top_p=0.0), "top_p"),
         (dict(top_p=1.5), "top_p"),
-        (dict(seed="x"), "seed must be an integer"),
+        (dict(seed="x"), "seed must be a whole number"),
+        (dict(seed=-1), "seed must be from 0"),
+        (dict(seed=2**64), "seed must be from 0"),
+        (dict(features={3: 1e30}), "beyond"),
+        (dict(max_new_tokens=10**6), "max_new_tokens must be from 1 to 512"),
         (dict(on_step=5), "on_step must be a function"),
     ],
 )
@@ -283,47 +262,6 @@ def test_missing_sae_and_bad_layer(gpt2):
         sw.steer(gpt2, None, "Hello", features={3: 1.0})
     with pytest.raises(ValueError, match="layer 9 does not exist"):
         sw.steer(gpt2, random_sae(32, 64, 1), "Hello", features={3: 1.0}, hook="blocks.9.hook_resid_pre")
-
-
-@pytest.mark.parametrize("mode", ["add", "replace"])
-def test_generation_helper_edits_chosen_prompt_positions(gpt2, mode):
-    """The shared helper's prompt-position edit (self-explanation style) against a torch hook."""
-    from saewidgets.engine.generate import ResidualEdit, generate
-
-    prompts = ["The quick brown fox", "Hello"]
-    positions = [[1, -1], [0]]
-    vectors = torch.randn(2, 32, generator=torch.Generator().manual_seed(0)) * 5
-    out = generate(gpt2, prompts, edit=ResidualEdit(1, "resid_pre", vectors, positions, mode), max_new_tokens=N)
-
-    enc = gpt2.tokenizer(prompts, return_tensors="pt", padding=True)
-    width = enc["input_ids"].shape[1]
-    assert out.prompt_ids == [gpt2.tokenizer(p)["input_ids"] for p in prompts]
-
-    def pre(module, args):
-        h = args[0]
-        if h.shape[1] == 1:
-            return None
-        h = h.clone()
-        for row, wanted in enumerate(positions):
-            for p in wanted:
-                col = width - len(out.prompt_ids[row]) + p % len(out.prompt_ids[row])
-                h[row, col] = vectors[row] if mode == "replace" else h[row, col] + vectors[row]
-        return (h, *args[1:])
-
-    logprobs = []
-    handles = [gpt2._module.transformer.h[1].register_forward_pre_hook(pre),
-               gpt2._module.lm_head.register_forward_hook(
-                   lambda m, a, o: logprobs.append(o[:, -1].float().log_softmax(-1)))]
-    try:
-        ref = gpt2._module.generate(**enc, max_new_tokens=N, do_sample=False, eos_token_id=None, pad_token_id=0)
-    finally:
-        for handle in handles:
-            handle.remove()
-    assert out.ids.tolist() == ref[:, width:].tolist()
-    ref_lps = torch.stack([lp.gather(-1, out.ids[:, i:i + 1])[:, 0] for i, lp in enumerate(logprobs)], 1)
-    torch.testing.assert_close(out.logprobs, ref_lps, atol=1e-5, rtol=1e-5)
-    with pytest.raises(ValueError, match="position 9 is outside prompt 1"):
-        generate(gpt2, prompts, edit=ResidualEdit(1, "resid_pre", vectors, [[0], [9]]), max_new_tokens=1)
 
 
 def test_prepend_bos(gpt2):

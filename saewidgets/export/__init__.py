@@ -18,7 +18,6 @@ _LAZY = {
     "save_chart": ".images",
     "chart_bytes": ".images",
     "chart_svg": ".images",
-    "histogram_spec": ".charts",
     "save_gallery": ".standalone",
     "save_explorer_html": ".standalone",
     "offline_html": ".notebook",

@@ -57,29 +57,37 @@ class ExportMixin(t.HasTraits):
     def save_chart(self, path: str | Path, chart: str = "histogram", *, scale: float = 2.0, sweep: Any = None) -> Saved:
         """Save a chart of the current view as PNG, SVG or PDF (by suffix), offline.
 
-        ``chart``: "histogram" (the logit histogram of the current feature by token class)
-        or "self_explanation" (its self-explanation metrics against scale: from ``sweep``, a
-        DataFrame of ``sw.self_explain``, else from a sweep run now for the current feature).
+        ``chart``: "histogram" (the logit histogram of the current target by token class) or
+        "self_explanation" (its self-explanation metrics against scale: from ``sweep``, a
+        DataFrame of ``sw.self_explain``, else the explorer's own sweep, computed if needed).
+        The image renders the same Vega-Lite spec as the live view, in the light theme.
         """
         from .images import save_chart
 
         return save_chart(self.chart_spec(chart, sweep=sweep), path, scale=scale)
 
-    def chart_spec(self, chart: str = "histogram", *, sweep: Any = None) -> Any:
-        """The Vega-Lite spec (or altair chart) of one of the view's charts (see ``save_chart``)."""
+    def chart_spec(self, chart: str = "histogram", *, sweep: Any = None) -> dict:
+        """The Vega-Lite spec of one of the view's charts, with its data and the light theme
+        (the live view draws the same spec with the page's theme; see ``save_chart``)."""
+        from ..logit_lens.charts import histogram_figure, themed
+
         if chart == "histogram":
-            from .charts import histogram_spec
-
-            return histogram_spec(self.histogram, title=f"Feature {self.feature} · logit weights")
+            if not (self.histogram or {}).get("edges"):
+                raise ValueError("the histogram is empty: choose a feature first (explorer.feature = ...)")
+            return histogram_figure(self.histogram, width=420, height=180, title=_chart_title(self))
         if chart == "self_explanation":
-            from ..self_explanation.explain import self_explain
-            from ..self_explanation.chart import self_explanation_chart
-
+            session = self.session
             if sweep is None:
-                sweep = self_explain(self.binding, features=[self.feature])
-            elif "feature" in sweep and self.feature not in set(sweep["feature"]):
-                raise ValueError(f"the sweep has no rows for feature {self.feature} (the explorer's current feature)")
-            return self_explanation_chart(sweep, feature=self.feature if "feature" in sweep else None)
+                payload = session.self_explanation(self.target)
+            else:
+                if "feature" in sweep and self.feature not in set(sweep["feature"]):
+                    raise ValueError(f"the sweep has no rows for feature {self.feature} (the explorer's current feature)")
+                payload = session.explainer.payload(sweep, self.feature if "feature" in sweep else sweep["feature"].iloc[0])
+            if not payload.get("chart"):
+                raise ValueError("this self-explanation has no chart (its metrics could not be drawn)")
+            current = [] if self.self_explanation_current.get("current") is None else \
+                [{"scale": self.self_explanation_current["current"]["scale"]}]
+            return themed(payload["chart"], {"sw_current": current})
         raise ValueError(f"unknown chart {chart!r}: use 'histogram' or 'self_explanation'")
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
@@ -100,3 +108,9 @@ class ExportMixin(t.HasTraits):
         names: Sequence[str] = ("title", "feature", "feature_info", "histogram", "generation", "self_explanation",
                                 "precomputed", "scale")
         return {name: getattr(self, name, None) for name in names}
+
+
+def _chart_title(explorer: Any) -> str:
+    info = explorer.direction_info or {}
+    name = info.get("name") if explorer.feature == -1 else f"Feature {explorer.feature}"
+    return f"{name} · logit weights by {explorer.token_class}"

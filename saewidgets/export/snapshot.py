@@ -15,7 +15,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -88,66 +88,44 @@ def check_scales(scales: Any) -> list[float]:
     return sorted(set(values))
 
 
-# -- what the explorer computes, read through its parts ------------------------------------
+# -- what the explorer computes, through its session's public methods -------------------------
 class ExplorerReader:
     """The explorer's own computations for any (feature, token class), without changing its state."""
 
     def __init__(self, explorer: Any) -> None:
         self.explorer = explorer
-        self.lens = explorer._lens
+        self.session = explorer.session
 
     def scale_range(self, feature: int) -> dict:
-        from ..widgets.explorer import checks as explorer_checks
-
-        e = self.explorer
-        return explorer_checks.scale_range(self.lens.decoder_norm(feature), self.lens.reference_norm(), e._typical.get(feature))
+        return self.session.scale_range(feature)
 
     def feature_info(self, feature: int, token_class: str) -> dict:
-        return self.lens.feature_info(feature, self.explorer._explanations.get(feature), token_class)
+        return self.session.feature_info(feature, token_class)
 
     def histogram(self, feature: int, token_class: str) -> dict:
-        return self.lens.histogram(feature, token_class, self.explorer._bins)
+        return self.session.histogram(feature, token_class)
 
     def token_string(self, token: int) -> str:
-        return self.lens.token_string(token)
+        return self.session.token_string(token)
 
     def self_explanations(self, features: list[int], how: Any, progress: bool) -> dict[int, dict]:
-        """The ``self_explanation`` trait for each feature: the explorer's own, if it computes one,
-        else from ``sw.self_explain`` sweeps: ``how`` is True, a dict of its keyword arguments, or
-        a DataFrame it returned (features it lacks are swept too)."""
-        method = getattr(self.explorer, "_self_explanation_for", None)
-        if callable(method):
-            return {f: method(f, how) for f in features}
-        import pandas as pd
-
-        from ..self_explanation.explain import self_explain
-        from ..widgets.live import model_lock
-
-        given = how if isinstance(how, pd.DataFrame) else None
-        if given is not None and not {"feature", "scale", "explanation", "chosen"} <= set(given.columns):
-            raise ValueError("self_explain= takes True/False, a dict of sw.self_explain options, or its DataFrame")
-        have = set(given["feature"]) if given is not None else set()
-        missing = [f for f in features if f not in have]
-        frames = [given[given["feature"].isin(features)]] if given is not None else []
-        if missing:
-            options = {"progress": progress, "remote": getattr(self.explorer, "_remote", False),
-                       **(how if isinstance(how, dict) else {})}
-            with model_lock(self.explorer.binding.model):
-                frames.append(self_explain(self.explorer.binding, features=missing, **options))
-        df = pd.concat(frames, ignore_index=True)
+        """The ``self_explanation`` trait for each feature: the explorer's own sweep (``how`` True),
+        a sweep with other ``sw.self_explain`` options (a dict), or the rows of a DataFrame it
+        returned (features it lacks are swept with the explorer's options)."""
         out = {}
         for f in features:
-            rows = df[df["feature"] == f]
-            best = rows[rows["chosen"]].iloc[0]
-            out[f] = {
-                "feature": f,
-                "explanation": str(best["explanation"]),
-                "scale": float(best["scale"]),
-                "failed": bool(best["failed"]) if "failed" in rows else False,
-                "rows": [[float(r.scale), str(r.explanation), _number(getattr(r, "composite", float("nan")))]
-                         for r in rows.itertuples()],
-                "precomputed": True,
-            }
+            if hasattr(how, "columns"):
+                if not {"feature", "scale", "explanation", "chosen", "composite"} <= set(how.columns):
+                    raise ValueError("self_explain= takes True/False, a dict of sw.self_explain options, or its DataFrame")
+                if f in set(how["feature"]):
+                    out[f] = self.session.explainer.payload(how, f)
+                    continue
+                out[f] = self.session.self_explanation(f)
+            elif isinstance(how, Mapping):
+                out[f] = self.session.self_explanation(f, options=how)
+            else:
+                out[f] = self.session.self_explanation(f)
+            out[f] = {**out[f], "precomputed": True}
         return out
 
 
@@ -301,48 +279,23 @@ def _pack_side(side: Any, packer: Packer) -> dict:
     return {"tokens": list(side.tokens), "logprobs": packer.add(logprobs, "f2")}
 
 
-def _steered_generations(explorer: Any, reader: ExplorerReader, grids: dict[int, list[float]], batch_size: int, progress: bool) -> dict:
-    """Baseline and steered continuations for every (feature, scale), batched, as ``Side`` objects."""
-    from ..engine.generate import ResidualEdit, generate
-    from ..sessions.generation import side_from_ids, steering_features
-    from ..widgets.live import model_lock
-
-    binding = explorer.binding
-    W_dec = binding.sae.W_dec.detach()
-    requests: list[tuple[int | None, float]] = [(None, 0.0)]  # row 0: the baseline
-    vectors = [torch.zeros(binding.d_model, dtype=W_dec.dtype, device=W_dec.device)]
-    for f, values in grids.items():
-        for scale in values:
-            pairs = steering_features(f, scale, list(explorer.steering))
-            total: dict[int, float] = {}
-            for feature, s in pairs:
-                total[feature] = total.get(feature, 0.0) + s
-            vector = sum((s * W_dec[feature] for feature, s in total.items()), torch.zeros_like(vectors[0]))
-            requests.append((f, scale))
-            vectors.append(vector)
-    stacked = torch.stack(vectors)
-    prompt = explorer.prompt
-    settings = dict(max_new_tokens=explorer.max_new_tokens, temperature=float(explorer.temperature), seed=explorer.seed)
-    decode = reader.token_string
-    remote = getattr(explorer, "_remote", False)  # NDIF when the explorer generates there
-    chunks = range(0, len(requests), batch_size)
-    bar = _progress(len(requests), progress)
-    sides: list[Any] = []
-    with model_lock(binding.model):
-        for lo in chunks:
-            hi = min(lo + batch_size, len(requests))
-            edit = ResidualEdit(binding.layer, binding.site, stacked[lo:hi])
-            result = generate(binding.model, [prompt] * (hi - lo), edit=edit, remote=remote, **settings)
-            for row in range(hi - lo):
-                ids, logprobs = result.continuation(row)  # with a final EOS, as the live view shows it
-                sides.append(side_from_ids(ids, logprobs, decode))
-            if bar is not None:
-                bar.update(hi - lo)
+def _steered_generations(explorer: Any, reader: ExplorerReader, grids: dict[int, list[float]], batch_size: int,
+                         progress: bool) -> dict:
+    """Baseline and steered continuations for every (feature, scale), as ``Side`` objects: the
+    session's ``steered_grid``, the same engine, edit and decoding as the live view and ``sw.steer``."""
+    session = explorer.session
+    decoding = session.decoding(explorer.max_new_tokens, float(explorer.temperature), explorer.seed)
+    out: dict[Any, Any] = {}
+    bar = _progress(sum(len(v) for v in grids.values()), progress)
+    for f, scales in grids.items():
+        request = session.request(explorer.prompt, decoding, list(explorer.steering), f, 0.0)
+        baseline, sides = session.steered_grid(request, f, scales, batch_size=batch_size)
+        out["baseline"] = baseline
+        out[f] = sides
+        if bar is not None:
+            bar.update(len(scales))
     if bar is not None:
         bar.close()
-    out: dict[Any, Any] = {"baseline": sides[0]}
-    for (f, _scale), side in zip(requests[1:], sides[1:]):
-        out.setdefault(f, []).append(side)
     return out
 
 

@@ -3,7 +3,7 @@
 Notebook viewers that do not run widgets (GitHub, nbviewer or nbconvert for a notebook
 saved without widget state) show an output's ``text/html`` instead. This module writes
 that HTML from the explorer's traits: title, explanation, statistics, the logit
-histogram as an SVG image drawn here (no vl-convert call at display time), the top
+histogram (the live view's Vega-Lite spec, rendered offline by vl-convert as an image), the top
 promoted and suppressed tokens, the baseline and steered continuations and the
 self-explanation. Every model or tokenizer string is escaped; there is no script.
 """
@@ -15,7 +15,6 @@ import html
 import math
 from typing import Any, Mapping, Sequence
 
-PALETTE = ("#1976d2", "#9e9e9e", "#f57c00", "#388e3c")
 BOX = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;font-size:13px;color:#1f1f1f;" \
       "border:1px solid #d0d0d0;border-radius:6px;padding:8px 10px;max-width:1100px;background:#fff"
 CELL = "padding:1px 8px 1px 0;text-align:left"
@@ -51,57 +50,17 @@ def visible_token(token: Any) -> str:
 
 
 def histogram_svg(histogram: Mapping, width: int = 420, height: int = 150) -> str:
-    """Stacked bars of a pre-binned histogram (``edges``, ``series[{name, counts}]``) as SVG markup."""
-    edges = list(histogram.get("edges") or [])
-    series = list(histogram.get("series") or [])
-    if len(edges) < 2 or not series:
+    """The histogram as an image of the same Vega-Lite spec the live view draws (rendered by
+    vl-convert, offline), with the light theme. An image, not inline SVG: sanitizers (JupyterLab's
+    for untrusted outputs) keep data: images."""
+    if len(histogram.get("edges") or []) < 2 or not histogram.get("series"):
         return ""
-    n = len(edges) - 1
-    totals = [sum(float(s["counts"][i]) for s in series if i < len(s.get("counts", []))) for i in range(n)]
-    top = max(totals) or 1.0
-    sqrt = (histogram.get("yscale") or "sqrt") == "sqrt"
-    y = (lambda c: math.sqrt(c / top)) if sqrt else (lambda c: c / top)
-    left, bottom, plot_h = 4, 18, height - 30
-    bar_w = (width - 2 * left) / n
-    parts = []
-    for i in range(n):
-        base = 0.0
-        for k, s in enumerate(series):
-            count = float(s["counts"][i]) if i < len(s.get("counts", [])) else 0.0
-            if count <= 0:
-                continue
-            y0, y1 = y(base) * plot_h, y(base + count) * plot_h
-            parts.append(
-                f'<rect x="{left + i * bar_w:.1f}" y="{height - bottom - y1:.1f}" width="{max(bar_w - 0.3, 0.5):.1f}" '
-                f'height="{max(y1 - y0, 0.5):.1f}" fill="{PALETTE[k % len(PALETTE)]}"/>'
-            )
-            base += count
-    zero = ""
-    if edges[0] < 0 < edges[-1]:
-        x0 = left + (0 - edges[0]) / (edges[-1] - edges[0]) * (width - 2 * left)
-        zero = f'<line x1="{x0:.1f}" x2="{x0:.1f}" y1="4" y2="{height - bottom}" stroke="#616161" stroke-dasharray="2,2"/>'
-    axis = (
-        f'<line x1="{left}" x2="{width - left}" y1="{height - bottom}" y2="{height - bottom}" stroke="#9e9e9e"/>'
-        f'<text x="{left}" y="{height - 4}" font-size="10" fill="#5f6368">{fmt(edges[0])}</text>'
-        f'<text x="{width - left}" y="{height - 4}" font-size="10" fill="#5f6368" text-anchor="end">{fmt(edges[-1])}</text>'
-        f'<text x="{width / 2}" y="{height - 4}" font-size="10" fill="#5f6368" text-anchor="middle">'
-        f'{esc(xml_safe(histogram.get("xlabel") or "logit weight"))}</text>'
-    )
-    legend = " ".join(
-        f'<span style="white-space:nowrap"><span style="display:inline-block;width:9px;height:9px;'
-        f'background:{PALETTE[k % len(PALETTE)]}"></span> {esc(s.get("name", ""))}</span>'
-        for k, s in enumerate(series)
-    )
-    svg = (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
-        f'<style>text{{font-family:sans-serif}}</style>{"".join(parts)}{zero}{axis}</svg>'
-    )
-    # An image, not inline SVG: sanitizers (JupyterLab's for untrusted outputs) keep data: images.
+    from ..logit_lens.charts import histogram_figure
+    from .images import chart_svg
+
+    svg = chart_svg(histogram_figure(histogram, width=width, height=height))
     data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
-    return (
-        f'<div style="font-size:11px;color:#3c4043">{legend}</div>'
-        f'<img src="data:image/svg+xml;base64,{data}" width="{width}" height="{height}" alt="logit weight histogram">'
-    )
+    return f'<img src="data:image/svg+xml;base64,{data}" alt="logit weight histogram">'
 
 
 def _token_table(caption: str, rows: Sequence) -> str:

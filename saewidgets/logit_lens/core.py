@@ -71,6 +71,7 @@ def feature_spec(binding: Binding, features: Any, *, default_all: bool = True) -
         if not default_all:
             raise ValueError("give the feature(s) to analyse: an index, a list of indices or a direction vector")
         return FeatureSpec(list(range(binding.d_sae)))
+    features = _directions_as_rows(binding, features)
     if isinstance(features, torch.Tensor) and features.is_floating_point():
         vectors = features.detach()
         if vectors.ndim == 1:
@@ -87,6 +88,20 @@ def feature_spec(binding: Binding, features: Any, *, default_all: bool = True) -
     if not ids:
         raise ValueError("the feature list is empty: give at least one feature index")
     return FeatureSpec(ids)
+
+
+def _directions_as_rows(binding: Binding, features: Any) -> Any:
+    """``sw.Direction`` values as feature ids (when each is one feature of this SAE) or vectors."""
+    from ..core.direction import Direction
+
+    if isinstance(features, Direction):
+        features = [features]
+    if not (isinstance(features, (list, tuple)) and features and all(isinstance(f, Direction) for f in features)):
+        return features
+    if all(f.is_feature and f.sae is binding.sae for f in features):
+        return [f.feature_index for f in features]
+    where = f"the residual stream at {binding.site}[{binding.layer}]"
+    return torch.stack([f.check_width(binding.d_model, where).vector for f in features])
 
 
 @dataclass

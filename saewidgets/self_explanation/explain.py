@@ -17,12 +17,13 @@ import pandas as pd
 import torch
 
 from ..core.binding import Binding, bind
-from ..core.locks import model_lock
+from ..core.direction import Direction
 from ..core.model import load_model, model_layout
 from ..core.sae import SAE, check_index
-from . import cache
-from . import metrics
-from .runs import measure_prompt, patched_generate
+from ..engine import Decoding, Edit, NonFiniteError, Read, Row, generate, trace
+from ..engine.decoding import LIMITS
+from . import cache, metrics
+from .defaults import self_explain_defaults
 from .layer_map import LayerMap, fit_layer_map, residual_point
 from .prompts import DEFAULT_PLACEHOLDER, SelfExplainPrompt, build_prompt, cut_explanation
 
@@ -37,23 +38,26 @@ def self_explain(
     model: Any,
     sae: SAE | Binding | None = None,
     feature: Any = None,
-    scales: Sequence[float] | np.ndarray | torch.Tensor | None = None,
-    template: str | Sequence[dict] = "meaning",
-    layer: int | None = None,
-    probe_layer: int | None = None,
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    remote: Any = False,
-    cache_dir: Any = None,
     *,
     features: Any = None,
-    placeholder: str = DEFAULT_PLACEHOLDER,
+    scales: Sequence[float] | np.ndarray | torch.Tensor | None = None,
+    template: str | Sequence[dict] | None = None,
+    layer: int | None = None,
+    probe_layer: int | None = None,
+    max_new_tokens: int | None = None,
+    temperature: float = 0.0,
+    top_p: float | None = None,
+    seed: int = 0,
+    placeholder: str | None = None,
     stop: Sequence[str] | None = None,
     min_scale: float | None = None,
-    failure_threshold: float = metrics.DEFAULT_FAILURE_THRESHOLD,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    failure_threshold: float | None = None,
+    batch_size: int | None = None,
     layer_map: LayerMap | None = None,
+    defaults: bool = True,
+    remote: Any = False,
+    cache_dir: Any = None,
     progress: bool = True,
-    **generate_kwargs: Any,
 ) -> pd.DataFrame:
     """Have the model explain ``feature`` (or ``features=[...]``) over a sweep of scales.
 
@@ -61,6 +65,8 @@ def self_explain(
 
     - ``feature``, ``scale``; ``relative_norm`` = ``||scale * d||`` / reference norm.
     - ``explanation``: the generation cut at the template's stop strings (``generated``: all of it).
+    - ``default_answer``: the explanation is what the prompt answers with nothing patched in
+      (or with the zero vector): no evidence about the direction, so it never counts as one.
     - ``self_similarity``: ``cos(r_a, d) - cos(r_0, d)``, per row, with ``r_a`` the residual
       entering block ``probe_layer`` at the last prompt position when the placeholder holds
       ``a * d`` (``r_0``: the placeholder holds the zero vector).
@@ -68,44 +74,49 @@ def self_explain(
       ``entropy_change`` = ``H(a) - H(0)``.
     - ``cross_entropy``: ``H(p_a, p_base) = -sum_v p_a(v) log p_base(v)``, where ``p_base`` is the
       next-token distribution when the placeholder holds the mean token embedding rescaled to
-      the reference norm: a "generic word" of the size a residual has at that layer (this
-      baseline is independent of the scale, so one extra row serves every row of a batch).
+      the reference norm: a "generic word" of the size a residual has at that layer.
       Low when the patched prompt confidently predicts what a prompt about a generic word
       predicts (the template still works); high when the patch has broken the prompt.
-    - ``eligible`` (``scale >= min_scale``), ``composite`` ``M = 0.4 * minmax(selfsim) -
-      0.6 * minmax(CE)`` over eligible scales (NaN for the others), ``chosen`` (the scale
-      with the highest M) and ``failed`` (max self-similarity below ``failure_threshold``).
+    - ``eligible`` (``scale >= min_scale`` and not a default answer), ``composite``
+      ``M = 0.4 * minmax(selfsim) - 0.6 * minmax(CE)`` over eligible scales (NaN for the others),
+      ``chosen`` (the scale with the highest M) and ``failed`` (max self-similarity below
+      ``failure_threshold``, or no eligible scale: every explanation was a default answer).
 
     ``df.attrs``: ``chosen_scale``, ``chosen_explanation``, ``failed`` and
     ``best_explanations`` (the 3 distinct explanations with the best composite) (a value
     for one feature, a dict ``feature -> value`` for several), plus ``layer``, ``probe_layer``,
-    ``prompt``, ``positions``, ``reference_norm``, ``min_scale``, ``baseline_explanation``.
+    ``prompt``, ``positions``, ``reference_norm``, ``min_scale``, ``unpatched_explanation``
+    (what the prompt answers with nothing patched in), ``zero_explanation`` (with the zero
+    vector patched in), ``baseline_explanation``. ``chosen_explanation`` is "" when every
+    explanation is one of those default answers.
 
     Parameters:
         model, sae: an nnsight/transformers model and an SAE, or a ``Binding`` in either slot
             (then ``self_explain(binding, feature)`` works too).
-        feature: a feature index, a list of them, or raw directions (a float tensor of
-            length d_model, or n x d_model); ``features=`` is the same.
+        feature: a feature index, a list of them, an ``sw.Direction``, or raw directions (a float
+            tensor of length d_model, or n x d_model); ``features=`` is the same.
         scales: the sweep. Default: 32 scales from 0 to where ``||scale * d||`` is twice the
             reference norm = the median residual norm entering block ``layer`` over the prompt.
-        template: ``"meaning"`` or ``"repeat"`` (chat wording when the tokenizer has a chat
-            template, else ``The word "X" means`` / ``Repeat "X" four times: "X" "X" "``),
+        template: ``"meaning"`` (default) or ``"repeat"`` (chat wording when the tokenizer has a
+            chat template, else ``The word "X" means`` / ``Repeat "X" four times: "X" "X" "``),
             a raw text with the placeholder, or chat messages (a final assistant message is
             continued).
         layer: block whose input is replaced at the placeholder (default ~1/9 of the depth);
         probe_layer: block whose input is read for self-similarity (default ~8/9; may equal
             the number of blocks: the residual after the last block). Must exceed ``layer``.
+        max_new_tokens, temperature, top_p, seed: decoding (greedy by default; ``sw.Decoding``).
         min_scale: scales below it are left out of the composite. Default: where
             ``||scale * d||`` is 0.1 x the reference norm, the paper's 10 on a 0..200 sweep.
-        batch_size: rows per generation (two reference rows are added once per call).
+        batch_size: rows per generation (three reference rows are added once per call).
         layer_map: a ``LayerMap`` from ``fit_layer_map`` (SAE layer -> ``layer``): inject
             ``d @ A`` rescaled to ``||d||`` instead of ``d``, for models too shallow for the
             SAE's basis to carry over to the injection layer (self-similarity still uses ``d``).
             ``layer`` defaults to the map's target.
+        defaults: use the settings attached to the SAE (``set_self_explain_defaults``; the
+            organism ships its fitted layer map) where an argument is not given.
         remote: passed to nnsight (``True`` for NDIF, ``"local"`` to test serialisation).
         cache_dir: folder for the JSON cache (default: ``$SAEWIDGETS_CACHE`` if set, else
             no cache; ``False``: off).
-        generate_kwargs: passed to ``generate`` (greedy by default).
     """
     if features is not None:
         if feature is not None:
@@ -114,7 +125,18 @@ def self_explain(
     if isinstance(model, Binding) and feature is None and not isinstance(sae, (SAE, Binding)):
         feature, sae = sae, None
     if feature is None:
-        raise ValueError("no feature given: pass feature=<index>, features=[...], or a direction tensor")
+        raise ValueError("no feature given: pass feature=<index>, features=[...], an sw.Direction, or a direction tensor")
+    given = dict(template=template, layer=layer, probe_layer=probe_layer, max_new_tokens=max_new_tokens,
+                 placeholder=placeholder, stop=stop, scales=scales, min_scale=min_scale,
+                 failure_threshold=failure_threshold, batch_size=batch_size, layer_map=layer_map)
+    sae_obj = sae.sae if isinstance(sae, Binding) else sae if isinstance(sae, SAE) else \
+        model.sae if isinstance(model, Binding) else None
+    attached = self_explain_defaults(sae_obj) if defaults else {}
+    if layer is not None and "layer_map" in attached and given["layer_map"] is None and \
+            attached["layer_map"].target != layer:
+        attached.pop("layer_map")  # an explicit other layer: the attached map does not apply
+    options = {**_BUILTIN_DEFAULTS, **attached, **{k: v for k, v in given.items() if v is not None}}
+    layer_map, layer = options["layer_map"], options.get("layer")
     if layer_map is not None:
         if not isinstance(layer_map, LayerMap):
             raise ValueError(f"layer_map must be a LayerMap from fit_layer_map, got {type(layer_map).__name__}")
@@ -122,7 +144,7 @@ def self_explain(
             layer = layer_map.target
         elif layer != layer_map.target:
             raise ValueError(f"layer={layer} but the layer_map injects at layer {layer_map.target}; fit a map for this layer")
-    setup = _Setup.build(model, sae, layer, probe_layer)
+    setup = _Setup.build(model, sae, layer, options.get("probe_layer"))
     if layer_map is not None and setup.sae_point is not None and layer_map.source != setup.sae_point:
         raise ValueError(
             f"the layer_map starts at residual point {layer_map.source} but the SAE reads point "
@@ -131,24 +153,22 @@ def self_explain(
     items = _feature_items(setup, feature)
     for item in items:
         item.inject = item.direction if layer_map is None else layer_map.apply(item.direction[None])[0]
-    _check_positive_int(max_new_tokens, "max_new_tokens")
-    _check_positive_int(batch_size, "batch_size")
-    user_scales = None if scales is None else _check_scales(scales)
-    prompt = build_prompt(setup.model.tokenizer, template, placeholder, stop)
+    decoding = Decoding(max_new_tokens=options["max_new_tokens"], temperature=temperature, top_p=top_p, seed=seed,
+                        prepend_bos=False)
+    batch_size = _check_positive_int(options["batch_size"], "batch_size")
+    user_scales = None if options.get("scales") is None else _check_scales(options["scales"])
+    prompt = build_prompt(setup.model.tokenizer, options["template"], options["placeholder"], options.get("stop"))
+    failure = float(options["failure_threshold"])
 
-    with model_lock(setup.model):  # one nnsight trace per model at a time (the explorer's threads)
-        reference_norm, mean_embedding = measure_prompt(
-            setup.model, setup.layout, prompt.input_ids, setup.layer, remote=remote
-        )
+    reference_norm, mean_embedding = _measure_prompt(setup, prompt, remote)
     baseline = mean_embedding / mean_embedding.norm().clamp_min(1e-12) * reference_norm
     for item in items:
         norm = float(item.direction.norm())
         if norm == 0:
             raise ValueError(f"the direction of {item.label!r} is the zero vector: nothing to explain")
         item.scales = user_scales if user_scales is not None else metrics.default_scales(reference_norm, norm)
-        item.min_scale = (
-            float(min_scale) if min_scale is not None else metrics.DEFAULT_MIN_RATIO * reference_norm / norm
-        )
+        given_min = options.get("min_scale")
+        item.min_scale = float(given_min) if given_min is not None else metrics.DEFAULT_MIN_RATIO * reference_norm / norm
 
     folder = cache.resolve_cache_dir(cache_dir)
     fingerprint = cache.model_fingerprint(setup.model, setup.layout) if folder else ""
@@ -158,15 +178,35 @@ def self_explain(
         item.key = cache.entry_key(
             model=fingerprint, direction=cache.tensor_digest(item.direction), prompt=prompt.input_ids.tolist(),
             positions=list(prompt.positions), layer=setup.layer, probe_layer=setup.probe_layer,
-            scales=[float(s) for s in item.scales], max_new_tokens=int(max_new_tokens), generate=generate_kwargs,
+            scales=[float(s) for s in item.scales], max_new_tokens=decoding.max_new_tokens,
+            generate={k: v for k, v in decoding.to_dict().items() if k != "max_new_tokens"},
             layer_map=None if layer_map is None else layer_map.digest(),
         )
         item.path = cache.entry_path(folder, item.tag, item.key)
         item.entry = cache.load_entry(item.path, item.key)
 
-    with model_lock(setup.model):
-        _run_missing(setup, prompt, items, baseline, int(max_new_tokens), int(batch_size), remote, progress, generate_kwargs)
-    return _assemble(setup, prompt, items, reference_norm, failure_threshold)
+    _run_missing(setup, prompt, items, baseline, decoding, batch_size, remote, progress)
+    df = _assemble(setup, prompt, items, reference_norm, failure)
+    df.attrs["mapped"] = layer_map is not None
+    return df
+
+
+_BUILTIN_DEFAULTS: dict[str, Any] = dict(
+    template="meaning", layer=None, probe_layer=None, max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
+    placeholder=DEFAULT_PLACEHOLDER, stop=None, scales=None, min_scale=None,
+    failure_threshold=metrics.DEFAULT_FAILURE_THRESHOLD, batch_size=DEFAULT_BATCH_SIZE, layer_map=None,
+)
+
+
+def _measure_prompt(setup: "_Setup", prompt: SelfExplainPrompt, remote: Any) -> tuple[float, torch.Tensor]:
+    """Median residual norm entering block ``layer`` over the prompt, and the mean token embedding."""
+    norms = Read("norms", setup.layer, positions="all", fn=lambda h, mask: h[0].norm(dim=-1))
+    run = trace(setup.model, [Row(prompt.input_ids.tolist())], [norms], remote=remote)
+    embed = setup.layout.part(setup.model._module, "embed").weight
+    if embed.is_meta:
+        raise ValueError("the model's weights are not loaded (meta device): load it with dispatch=True")
+    mean_embedding = embed.detach().float().mean(0).cpu()
+    return float(run.reads["norms"].detach().float().median()), mean_embedding
 
 
 # -- setup --------------------------------------------------------------------------------
@@ -229,6 +269,22 @@ class _Item:
 
 
 def _feature_items(setup: _Setup, feature: Any) -> list[_Item]:
+    if isinstance(feature, Direction):
+        feature = [feature]
+    if isinstance(feature, (list, tuple)) and feature and all(isinstance(f, Direction) for f in feature):
+        out = []
+        for i, d in enumerate(feature):
+            d.check_width(setup.d_model, "the residual stream")
+            if d.is_feature and setup.sae is not None and d.sae is setup.sae:
+                index = d.feature_index
+                out.append(_Item(index, f"f{index}", setup.sae.W_dec[index].detach().float().cpu()))
+            else:
+                row = d.vector
+                out.append(_Item(d.name if len(feature) == 1 else f"{d.name} ({i})", f"dir{i}-" + d.digest()[:8], row))
+        labels = [item.label for item in out]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"directions must be distinct (by name or feature), got {labels}")
+        return out
     if isinstance(feature, torch.Tensor) and feature.is_floating_point():
         rows = feature[None] if feature.ndim == 1 else feature
         if rows.ndim != 2 or rows.shape[1] != setup.d_model:
@@ -257,9 +313,10 @@ def _feature_items(setup: _Setup, feature: Any) -> list[_Item]:
     return [_Item(i, f"f{i}", W_dec[i].detach().float().cpu()) for i in indices]
 
 
-def _check_positive_int(value: Any, name: str) -> None:
+def _check_positive_int(value: Any, name: str) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def _check_scales(scales: Any) -> np.ndarray:
@@ -273,10 +330,16 @@ def _check_scales(scales: Any) -> np.ndarray:
         raise ValueError(f"scales must be a non-empty 1-D list of numbers, got shape {values.shape}")
     if not np.isfinite(values).all():
         raise ValueError(f"scales must be finite numbers, got {values.tolist()}")
+    limit = LIMITS["scale"]["max_abs"]
+    if np.abs(values).max() > limit:
+        raise ValueError(f"scales must lie within ±{limit:g} (got {np.abs(values).max():g}): give smaller scales")
     return values
 
 
 # -- running ------------------------------------------------------------------------------
+N_REFERENCES = 3  # zero vector, mean-embedding baseline, nothing patched
+
+
 @dataclass
 class _References:
     zero_probe: torch.Tensor
@@ -284,53 +347,59 @@ class _References:
     baseline_logits: torch.Tensor
     zero_text: str
     baseline_text: str
+    unpatched_text: str
 
 
 def _run_missing(setup: _Setup, prompt: SelfExplainPrompt, items: list[_Item], baseline: torch.Tensor,
-                 max_new_tokens: int, batch_size: int, remote: Any, progress: bool,
-                 generate_kwargs: dict) -> None:
+                 decoding: Decoding, batch_size: int, remote: Any, progress: bool) -> None:
     """Generate every row not in the cache, in chunks of ``batch_size`` rows; save per feature.
 
-    The first rows of the first chunk are the two references (zero vector, baseline); the
-    rows of each feature follow, in order. A feature's entry is written as soon as its last
-    row is done.
+    The first rows of the first chunk are the references (zero vector, baseline, nothing
+    patched); the rows of each feature follow, in order. A feature's entry is written as soon
+    as its last row is done.
     """
     from tqdm.auto import tqdm
 
     missing = [item for item in items if item.entry is None]
     if not missing:
         return
-    vectors = [torch.zeros(setup.d_model), baseline]
-    owners: list[tuple[int, int]] = [(-1, 0), (-1, 1)]
+    vectors: list[torch.Tensor | None] = [torch.zeros(setup.d_model), baseline, None]
+    owners: list[tuple[int, int]] = [(-1, 0), (-1, 1), (-1, 2)]
     for n, item in enumerate(missing):
         for s, scale in enumerate(item.scales):
             vectors.append(float(scale) * item.inject)
             owners.append((n, s))
-    pending = {n: {} for n in range(len(missing))}
+    pending: dict[int, dict] = {n: {} for n in range(len(missing))}
     refs: dict[int, tuple] = {}
     references: _References | None = None
+    ids = prompt.input_ids.tolist()
+    reads = [Read("probe", setup.probe_layer), Read("logits", site="logits")]
     bar = tqdm(total=len(items), initial=len(items) - len(missing), desc="self-explain", unit="feature",
                disable=not progress)
     try:
         for start in range(0, len(vectors), batch_size):
-            chunk = torch.stack(vectors[start:start + batch_size])
-            run = patched_generate(
-                setup.model, setup.layout, prompt.input_ids, prompt.positions, chunk, setup.layer,
-                setup.probe_layer, max_new_tokens, remote=remote, **generate_kwargs,
-            )
-            texts = _decode(setup.model.tokenizer, run.new_tokens)
+            rows = [Row(ids, () if v is None else (Edit(setup.layer, v, op="replace", positions=prompt.positions),))
+                    for v in vectors[start:start + batch_size]]
+            try:
+                run = generate(setup.model, rows, decoding, reads, remote=remote)
+            except NonFiniteError as error:
+                chunk = owners[start:start + batch_size]
+                labels = sorted({str(missing[n].label) for n, _ in chunk if n >= 0})
+                raise NonFiniteError(f"self-explanation of {', '.join(labels) or 'the references'}: {error}") from None
+            texts = _decode(setup.model.tokenizer, run)
+            probe, logits = run.reads["probe"].detach().float().cpu(), run.reads["logits"].detach().float().cpu()
             for j, (n, s) in enumerate(owners[start:start + batch_size]):
-                row = (run.probe[j], run.logits[j], texts[j])
+                row = (probe[j], logits[j], texts[j])
                 if n < 0:
                     refs[s] = row
-                    if len(refs) == 2:
-                        references = _References(
-                            refs[0][0], float(metrics.entropy(refs[0][1])), refs[1][1], refs[0][2], refs[1][2]
-                        )
+                    if len(refs) == N_REFERENCES:
+                        references = _References(refs[0][0], float(metrics.entropy(refs[0][1])), refs[1][1],
+                                                 refs[0][2], refs[1][2], refs[2][2])
                     continue
                 pending[n][s] = row
                 item = missing[n]
                 if len(pending[n]) == len(item.scales):
+                    assert references is not None
                     item.entry = _entry(item, pending.pop(n), references)
                     if item.path is not None:
                         cache.save_entry(item.path, item.entry)
@@ -339,14 +408,14 @@ def _run_missing(setup: _Setup, prompt: SelfExplainPrompt, items: list[_Item], b
         bar.close()
 
 
-def _decode(tokenizer: Any, new_tokens: torch.Tensor) -> list[str]:
+def _decode(tokenizer: Any, run: Any) -> list[str]:
     """Decode each row up to (not including) its first end-of-sequence token."""
-    eos = getattr(tokenizer, "eos_token_id", None)
     texts = []
-    for row in new_tokens.tolist():
-        if eos is not None and eos in row:
-            row = row[: row.index(eos)]
-        texts.append(tokenizer.decode(row, skip_special_tokens=True))
+    for row in range(run.ids.shape[0]):
+        ids, _ = run.continuation(row)
+        if run.ended[row] and ids:
+            ids = ids[:-1]
+        texts.append(tokenizer.decode(ids, skip_special_tokens=True))
     return texts
 
 
@@ -358,7 +427,7 @@ def _entry(item: _Item, rows: dict[int, tuple], refs: _References) -> dict:
     cos = metrics.row_cosine(probe, item.direction)
     cos0 = float(metrics.row_cosine(refs.zero_probe[None], item.direction)[0])
     ent = metrics.entropy(logits)
-    return {
+    entry = {
         "key": item.key,
         "label": item.label,
         "scales": [float(s) for s in item.scales],
@@ -369,7 +438,13 @@ def _entry(item: _Item, rows: dict[int, tuple], refs: _References) -> dict:
         "cross_entropy": metrics.cross_entropy(logits, refs.baseline_logits).tolist(),
         "zero_generated": refs.zero_text,
         "baseline_generated": refs.baseline_text,
+        "unpatched_generated": refs.unpatched_text,
     }
+    for name in ("self_similarity", "entropy", "entropy_change", "cross_entropy"):
+        if not np.isfinite(entry[name]).all():
+            raise NonFiniteError(f"self-explanation of {item.label!r}: the {name.replace('_', ' ')} came out inf/NaN "
+                                 "(a scale too large for the model's number range?); use smaller scales")
+    return entry
 
 
 # -- assembling ---------------------------------------------------------------------------
@@ -381,16 +456,25 @@ def _assemble(setup: _Setup, prompt: SelfExplainPrompt, items: list[_Item], refe
         scales = np.asarray(entry["scales"], dtype=float)
         selfsim = np.asarray(entry["self_similarity"], dtype=float)
         ce = np.asarray(entry["cross_entropy"], dtype=float)
-        eligible = scales >= item.min_scale
+        explanations = [cut_explanation(text, prompt.stop) for text in entry["generated"]]
+        defaults = _default_answers(entry, prompt.stop)
+        default = np.array([not text or text in defaults for text in explanations])
+        large_enough = scales >= item.min_scale
+        eligible = large_enough & ~default
+        if not eligible.any():  # every explanation is a default answer: pick among them, flagged failed
+            eligible = large_enough if large_enough.any() else np.ones_like(large_enough)
+            no_explanation = True
+        else:
+            no_explanation = False
         score = metrics.composite(selfsim, ce, eligible)
         best = int(np.nanargmax(score))
-        explanations = [cut_explanation(text, prompt.stop) for text in entry["generated"]]
-        is_failed = bool(np.max(selfsim) < failure_threshold)
+        is_failed = bool(np.max(selfsim) < failure_threshold) or no_explanation
         frames.append(pd.DataFrame({
             "feature": [item.label] * len(scales),
             "scale": scales,
             "relative_norm": scales * float(item.direction.norm()) / reference_norm,
             "explanation": explanations,
+            "default_answer": default,
             "generated": entry["generated"],
             "self_similarity": selfsim,
             "entropy": entry["entropy"],
@@ -401,9 +485,9 @@ def _assemble(setup: _Setup, prompt: SelfExplainPrompt, items: list[_Item], refe
             "chosen": np.arange(len(scales)) == best,
             "failed": is_failed,
         }))
-        best_texts[item.label] = _best_texts(score, explanations)
+        best_texts[item.label] = _best_texts(np.where(default, np.nan, score), explanations)
         chosen_scale[item.label] = float(scales[best])
-        chosen_text[item.label] = explanations[best]
+        chosen_text[item.label] = "" if no_explanation else explanations[best]  # a default answer is no headline
         failed[item.label] = is_failed
     df = pd.concat(frames, ignore_index=True)
     single = len(items) == 1
@@ -423,8 +507,15 @@ def _assemble(setup: _Setup, prompt: SelfExplainPrompt, items: list[_Item], refe
         reference_norm=reference_norm,
         min_scale=pick({item.label: item.min_scale for item in items}),
         baseline_explanation=cut_explanation(items[0].entry["baseline_generated"], prompt.stop),
+        unpatched_explanation=cut_explanation(items[0].entry.get("unpatched_generated", ""), prompt.stop),
+        zero_explanation=cut_explanation(items[0].entry.get("zero_generated", ""), prompt.stop),
     )
     return df
+
+
+def _default_answers(entry: dict, stop: Sequence[str]) -> set[str]:
+    """What the prompt answers with nothing patched in, or with the zero vector: not explanations."""
+    return {cut_explanation(entry.get(name) or "", stop) for name in ("unpatched_generated", "zero_generated")} - {""}
 
 
 def _best_texts(score: np.ndarray, explanations: list[str], n: int = N_BEST) -> list[str]:
@@ -444,7 +535,10 @@ def best_explanations(df: pd.DataFrame, n: int = N_BEST, feature: Any = None) ->
     """The ``n`` distinct explanations with the highest composite score (of ``feature`` if
     ``df`` holds several)."""
     df = _one_feature(df, feature)
-    return _best_texts(df["composite"].to_numpy(dtype=float), df["explanation"].tolist(), n)
+    score = df["composite"].to_numpy(dtype=float)
+    if "default_answer" in df:
+        score = np.where(df["default_answer"].to_numpy(dtype=bool), np.nan, score)
+    return _best_texts(score, df["explanation"].tolist(), n)
 
 
 def explanation_at(df: pd.DataFrame, scale: float, feature: Any = None) -> pd.Series:

@@ -20,8 +20,7 @@ from typing import Any, Sequence
 import torch
 
 from ..core.binding import Binding, bind
-from ..core.locks import model_lock
-from .runs import _first, probe_envoy
+from ..engine import Read, Row, trace
 
 
 @dataclass(frozen=True)
@@ -80,21 +79,18 @@ def fit_layer_map(
     if isinstance(texts, str) or not texts or not all(isinstance(t, str) and t for t in texts):
         raise ValueError("texts must be a non-empty list of non-empty strings")
     tokenizer = binding.tokenizer
-    layout, nn_model = binding.layout, binding.model
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 2:
+        raise ValueError(f"max_length must be a whole number of tokens >= 2, got {max_length!r}")
     xs, ys = [], []
+    reads = [Read("y", layer, positions="all"), Read("x", source, positions="all")]
     for start in tqdm(range(0, len(texts), batch_size), desc="fit layer map", disable=not progress):
-        enc = tokenizer(list(texts[start:start + batch_size]), return_tensors="pt", padding=True,
-                        truncation=True, max_length=max_length)
-        mask = enc["attention_mask"].bool()
-        first = mask.float().argmax(dim=1)  # left or right padding: the first real token
-        mask[torch.arange(len(mask)), first] = False
-        target_envoy = layout.blocks_of(nn_model)[layer]
-        source_envoy = probe_envoy(nn_model, layout, source)
-        with model_lock(nn_model), torch.no_grad(), nn_model.trace(dict(enc), remote=remote):
-            y = _first(target_envoy.input).save()
-            x = _first(source_envoy.input).save()
-        xs.append(x.detach().double().cpu()[mask])
-        ys.append(y.detach().double().cpu()[mask])
+        ids = [row[:max_length] for row in tokenizer(list(texts[start:start + batch_size]))["input_ids"]]
+        run = trace(binding.model, [Row(row) for row in ids if row], reads, remote=remote)
+        mask = run.mask.bool().clone()
+        first = mask.float().argmax(dim=1)  # left padding: the first real token
+        mask[torch.arange(len(mask)), first] = False  # its residual is an outlier in many models
+        xs.append(run.reads["x"].detach().double().cpu()[mask])
+        ys.append(run.reads["y"].detach().double().cpu()[mask])
     X, Y = torch.cat(xs), torch.cat(ys)
     if len(X) <= X.shape[1]:
         raise ValueError(f"only {len(X)} tokens for a {X.shape[1]}-wide map: give more text")

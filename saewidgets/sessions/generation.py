@@ -1,8 +1,6 @@
-"""The explorer's generation request and its JSON form (the ``generation`` trait).
+"""The explorer's generation as JSON (the ``generation`` trait), and a small thread-safe cache.
 
-A ``SteerRequest`` is a frozen snapshot of everything a steered generation
-depends on, taken when the request is made (so a job never reads traits that
-changed after it was submitted). ``GenerationView`` accumulates streamed tokens
+``GenerationView`` accumulates streamed tokens of one request (``sessions.explorer.SteerRequest``)
 and renders the JSON the front end shows.
 """
 
@@ -13,37 +11,6 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
-
-
-@dataclass(frozen=True)
-class SteerRequest:
-    prompt: str
-    features: tuple[tuple[int, float], ...]  # (feature, scale), in display order
-    max_new_tokens: int
-    temperature: float
-    seed: int
-
-    @property
-    def baseline_key(self) -> tuple:
-        """What the baseline (unsteered) continuation depends on."""
-        return (self.prompt, self.max_new_tokens, self.temperature, self.seed)
-
-    @property
-    def key(self) -> tuple:
-        return (*self.baseline_key, self.features)
-
-    def feature_scales(self) -> dict[int, float]:
-        scales: dict[int, float] = {}
-        for feature, scale in self.features:
-            scales[feature] = scales.get(feature, 0.0) + scale
-        return scales
-
-
-def steering_features(feature: int, scale: float, entries: list[dict]) -> tuple[tuple[int, float], ...]:
-    """The (feature, scale) pairs to steer with: the kept entries, then the current feature
-    (whose slider wins over a kept entry for the same feature)."""
-    pairs = [(int(e["feature"]), float(e["scale"])) for e in entries if int(e["feature"]) != feature]
-    return (*pairs, (int(feature), float(scale)))
 
 
 @dataclass
@@ -67,7 +34,7 @@ class GenerationView:
     """The ``generation`` trait of one request, built up step by step."""
 
     request_id: int
-    request: SteerRequest
+    request: Any  # sessions.explorer.SteerRequest
     status: str = "running"
     baseline: Side = field(default_factory=Side)
     steered: Side = field(default_factory=Side)
@@ -87,9 +54,10 @@ class GenerationView:
             "status": self.status,
             "prompt": r.prompt,
             "features": [[f, s] for f, s in r.features],
-            "max_new_tokens": r.max_new_tokens,
-            "temperature": r.temperature,
-            "seed": r.seed,
+            "direction": None if r.direction is None else {"name": r.direction.name, "scale": r.scale},
+            "max_new_tokens": r.decoding.max_new_tokens,
+            "temperature": r.decoding.temperature,
+            "seed": r.decoding.seed,
             "baseline": self.baseline.to_json(),
             "steered": self.steered.to_json(),
         }

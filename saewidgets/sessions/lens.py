@@ -16,8 +16,10 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from ..core.binding import Binding, resid
-from ..core.locks import model_lock
+from ..core.binding import Binding
+from ..core.direction import Direction
+from ..engine import Read, Row, trace
+from ..logit_lens.charts import histogram_spec
 
 TOP_TOKENS = 10  # promoted / suppressed tokens shown for a feature
 LABEL_TOKENS = 3  # top tokens used as a feature's label in lists
@@ -96,18 +98,19 @@ class FeatureLens:
     def decoder_norm(self, feature: int) -> float:
         return float(self.binding.sae.W_dec[feature].detach().float().norm())
 
-    def feature_info(self, feature: int, explanation: str | None, token_class: str) -> dict:
-        """Statistics, kind and top promoted / suppressed tokens of one feature."""
+    def feature_info(self, feature: "int | Direction", explanation: str | None, token_class: str) -> dict:
+        """Statistics, kind and top promoted / suppressed tokens of one feature (or direction)."""
         from ..logit_lens.lens import logit_stats
 
-        row = logit_stats(self.binding, features=[feature], k=TOP_TOKENS, progress=False).iloc[0]
+        raw = isinstance(feature, Direction)
+        row = logit_stats(self.binding, features=feature if raw else [feature], k=TOP_TOKENS, progress=False).iloc[0]
         stats = {name: row[name] for name in ("std", "skew", "kurtosis", "mean")}
-        stats["decoder norm"] = self.decoder_norm(feature)
-        score = self.enrichment_score(feature, token_class)
+        stats["norm" if raw else "decoder norm"] = feature.norm() if raw else self.decoder_norm(feature)
+        score = self.direction_enrichment(feature, token_class) if raw else self.enrichment_score(feature, token_class)
         if score is not None:
             stats[f"enrichment: {token_class}"] = score
         return {
-            "feature": feature,
+            "feature": None if raw else feature,
             "explanation": explanation,
             "kind": str(row["kind"]),
             "stats": {name: _json_number(value) for name, value in stats.items()},
@@ -115,24 +118,30 @@ class FeatureLens:
             "top_negative": [[str(t), _json_number(v)] for t, v in zip(row["bottom_tokens"], row["bottom_values"])],
         }
 
-    def histogram(self, feature: int, token_class: str, bins: int) -> dict:
+    def histogram(self, feature: "int | Direction", token_class: str, bins: int) -> dict:
         from ..logit_lens.histogram import logit_histogram
 
         raw = logit_histogram(self.binding, feature, classes=token_class, bins=bins, token_classes=self.classes)
-        return histogram_payload(raw, feature, token_class)
+        return histogram_payload(raw, None if isinstance(feature, Direction) else feature, token_class)
+
+    def direction_enrichment(self, direction: "Direction", token_class: str) -> float | None:
+        """Signed enrichment score of ``token_class`` for one raw direction (None for a split)."""
+        if self.is_group(token_class):
+            return None
+        from ..logit_lens.enrichment import enrichment
+
+        table = enrichment(self.binding, features=[direction], sets=self.classes.select([token_class]), progress=False)
+        return float(table["es"].iloc[0])
 
     # -- the residual stream's size, for the slider's range --------------------------------
     def reference_norm(self) -> float | None:
         """Median norm of the residual stream at the hook over a reference sentence."""
         if self._reference_norm is None:
             binding = self.binding
+            read = Read("norms", binding.layer, binding.site, positions="all", fn=lambda h, mask: h[0].norm(dim=-1))
             try:
-                model, layout, layer, site = binding.model, binding.layout, binding.layer, binding.site
-                with model_lock(model), torch.no_grad():
-                    with model.trace(REFERENCE_TEXT, remote=self.remote):
-                        h = resid(model, layout, layer, site).save()
-                value = torch.as_tensor(h).detach().float()
-                norms = value.reshape(-1, value.shape[-1]).norm(dim=-1)
+                run = trace(binding.model, [Row(REFERENCE_TEXT)], [read], remote=self.remote)
+                norms = run.reads["norms"].detach().float()
                 self._reference_norm = float(norms[1:].median() if norms.numel() > 1 else norms[0])
             except Exception:  # remote-only or unusual models: fall back to unit scale
                 self._reference_norm = 0.0
@@ -243,7 +252,10 @@ def histogram_payload(raw: Mapping[str, Any], feature: int, token_class: str) ->
     counts = raw["counts"]
     series = [{"name": str(name), "counts": [int(c) for c in counts[name]]} for name in raw["labels"]]
     xlabel = "cosine with unembedding" if raw.get("cosine") else "logit weight"
-    return {"feature": feature, "class": token_class, "edges": edges, "series": series, "xlabel": xlabel}
+    payload = {"feature": feature, "class": token_class, "edges": edges, "series": series, "xlabel": xlabel,
+               "yscale": "sqrt"}
+    payload["spec"] = histogram_spec(payload)
+    return payload
 
 
 def search_features(query: str, labels: Mapping[int, list[str]], explanations: Mapping[int, str],

@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..core.binding import Binding
-from ..core.locks import model_lock
+from ..core.direction import Direction
 from .generation import LRUCache
 
 # Models larger than this do not explain each feature automatically (a button does it).
@@ -91,40 +91,43 @@ class SelfExplanations:
         self._sweeps = LRUCache(size)  # feature -> (DataFrame, payload)
         self.runs = 0  # sweeps computed (not answered from the cache)
 
-    def cached(self, feature: int) -> dict | None:
-        hit = self._sweeps.get(feature)
+    @staticmethod
+    def _key(target: Any) -> Any:
+        return ("direction", target.digest(), target.name) if isinstance(target, Direction) else int(target)
+
+    def cached(self, target: Any) -> dict | None:
+        hit = self._sweeps.get(self._key(target))
         return None if hit is None else hit[1]
 
-    def frame(self, feature: int) -> Any:
-        """The ``sw.self_explain`` DataFrame of ``feature`` (computed now if not cached)."""
-        hit = self._sweeps.get(feature)
+    def frame(self, target: Any) -> Any:
+        """The ``sw.self_explain`` DataFrame of ``target`` (computed now if not cached)."""
+        hit = self._sweeps.get(self._key(target))
         if hit is None:
-            self.compute(feature)
-            hit = self._sweeps.get(feature)
+            self.compute(target)
+            hit = self._sweeps.get(self._key(target))
         return hit[0]
 
-    def compute(self, feature: int, options: Mapping[str, Any] | None = None) -> dict:
-        """The sweep of ``feature`` (one batched generation, under the model's lock), cached.
-
-        ``options`` (e.g. a snapshot's) override the explorer's ``sw.self_explain`` options
+    def compute(self, target: Any, options: Mapping[str, Any] | None = None) -> dict:
+        """The sweep of ``target`` (a feature index or an ``sw.Direction``; one batched generation),
+        cached. ``options`` (e.g. a snapshot's) override the explorer's ``sw.self_explain`` options
         for this sweep only; such sweeps are not cached."""
         if not options:
-            hit = self._sweeps.get(feature)
+            hit = self._sweeps.get(self._key(target))
             if hit is not None:
                 return hit[1]
         from ..self_explanation.explain import self_explain
 
         merged = {**self.options, **check_options({k: v for k, v in (options or {}).items() if k != "progress"})}
         start = time.perf_counter()
-        with model_lock(self.binding.model):
-            df = self_explain(self.binding, features=[feature], progress=False, remote=self.remote, **merged)
+        df = self_explain(self.binding, features=[target], progress=False, remote=self.remote, **merged)
         self.runs += 1
-        payload = self.payload(df, feature, time.perf_counter() - start, mapped=merged.get("layer_map") is not None)
+        label = df["feature"].iloc[0]
+        payload = self.payload(df, label, time.perf_counter() - start, mapped=df.attrs.get("mapped"))
         if not options:
-            self._sweeps.put(feature, (df, payload))
+            self._sweeps.put(self._key(target), (df, payload))
         return payload
 
-    def payload(self, df: Any, feature: int, seconds: float = 0.0, mapped: bool | None = None) -> dict:
+    def payload(self, df: Any, feature: Any, seconds: float = 0.0, mapped: bool | None = None) -> dict:
         """The panel's JSON for ``feature``'s rows of a ``sw.self_explain`` DataFrame (without
         the slider's row; see ``select``). ``explanation`` and ``scale`` are the chosen row's."""
         from ..self_explanation.explain import best_explanations
@@ -138,16 +141,20 @@ class SelfExplanations:
         hook_norm = self._hook_norm()
         factor = float(attrs["reference_norm"]) / hook_norm if hook_norm else 1.0
         chosen = int(np.flatnonzero(df["chosen"].to_numpy())[0])
-        rows = [[float(s), str(e), _number(c)] for s, e, c in zip(df["scale"], df["explanation"], df["composite"])]
+        defaults = df["default_answer"] if "default_answer" in df else [False] * len(df)
+        rows = [[float(s), str(e), _number(c), bool(d)]
+                for s, e, c, d in zip(df["scale"], df["explanation"], df["composite"], defaults)]
         binding = self.binding
         if mapped is None:
             mapped = self.options.get("layer_map") is not None
         return {
-            "feature": int(feature),
+            "feature": feature if isinstance(feature, str) else int(feature),
             "status": "done",
+            "unpatched": str(attrs.get("unpatched_explanation", "")),
+            "zero": str(attrs.get("zero_explanation", "")),
             "rows": rows,
             "chosen": chosen,
-            "explanation": rows[chosen][1],
+            "explanation": "" if rows[chosen][3] else rows[chosen][1],  # a default answer is no explanation
             "scale": rows[chosen][0],
             "best": best_explanations(df),
             "failed": bool(df["failed"].iloc[0]),

@@ -1,9 +1,10 @@
-"""Steering with SAE features: baseline and steered continuations from one batched call.
+"""Steering with SAE features and directions: baseline and steered continuations from one call.
 
-``steer`` adds ``sum(scale * W_dec[f])`` (plus any raw directions) to the residual
-stream at the SAE's hook point, at every position of the prompt and of every
-generated token. Each prompt runs twice in the same batch, once without the
-vector (baseline) and once with it (steered), with the same decoding noise.
+``steer`` adds ``sum(scale * W_dec[f])`` (plus any raw directions) to the residual stream at the
+SAE's hook point, at every position of the prompt and of every generated token, through the
+engine (``saewidgets.engine``). Each prompt runs twice in the same batch, once without the vector
+(baseline) and once with it (steered), with the same decoding noise; a caller that already holds
+the baselines (``baseline=``) runs the steered rows alone.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from ..core.binding import Binding, bind
-from ..core.locks import model_lock
-from ..engine.generate import Generation, ResidualEdit, Step, check_decoding, eos_ids, generate
+from ..core.direction import Direction
+from ..engine import Decoding, Edit, Generation, Row, Step, eos_ids, generate
+from ..engine.decoding import LIMITS
+from ..engine.run import cut_at_stop
 
 Prompts = str | Sequence[str]
 
@@ -25,8 +28,9 @@ Prompts = str | Sequence[str]
 class SteeringStep:
     """One generated step, as passed to ``on_step``: per prompt, the new token of each variant.
 
-    An entry is ``None`` once that row's continuation has ended (its EOS came at an
-    earlier step), so a stream shows exactly the tokens of the final result.
+    An entry is ``None`` once that row's continuation has ended (at an earlier step), so a
+    stream shows exactly the tokens of the final result. With ``baseline=`` given, the baseline
+    entries are ``None`` (those rows do not run).
     """
 
     step: int
@@ -40,8 +44,9 @@ class SteeringStep:
 class Continuation:
     """One generated continuation: its text, token ids and their log-probabilities.
 
-    It stops after the first end-of-sequence token: the token is kept in ``ids``
-    (``ended`` is then True) and left out of ``text``.
+    It stops after the first end-of-sequence token (kept in ``ids``, ``ended`` True, left out of
+    ``text``) or at the first stop string (the token completing it is kept in ``ids``; ``text``
+    is cut before the stop string).
     """
 
     text: str
@@ -55,11 +60,11 @@ class SteeringResult:
     """Baseline and steered continuations of each prompt.
 
     ``.baseline``/``.steered`` (texts), ``.baseline_ids``/``.steered_ids`` and
-    ``.baseline_logprobs``/``.steered_logprobs`` hold a plain value for a single
-    (str) prompt and a list with one entry per prompt otherwise; the
-    ``Continuation`` objects are in ``.baseline_runs``/``.steered_runs``. Log-probs
-    are the model's own (temperature 1) log-probabilities of the chosen tokens,
-    each under its own run.
+    ``.baseline_logprobs``/``.steered_logprobs`` hold a plain value for a single (str) prompt and
+    a list with one entry per prompt otherwise; the ``Continuation`` objects are in
+    ``.baseline_runs``/``.steered_runs``. Log-probs are the model's own (temperature 1)
+    log-probabilities of the chosen tokens, each under its own run. ``direction`` is what was
+    added (an ``sw.Direction``), ``decoding`` how tokens were chosen.
     """
 
     prompts: list[str]
@@ -70,10 +75,12 @@ class SteeringResult:
     vector: torch.Tensor  # the total vector added at every position (d_model)
     layer: int
     site: str
-    settings: dict[str, Any]  # max_new_tokens, temperature, top_p, seed, prepend_bos
+    settings: dict[str, Any]  # max_new_tokens, temperature, top_p, seed, prepend_bos, stop
     prompt_ids: list[list[int]] = field(default_factory=list)  # each prompt's tokens as the model saw them
     single: bool = False  # the prompt was one string
     token_strings: dict[int, str] = field(default_factory=dict, repr=False)
+    direction: Direction | None = None
+    decoding: Decoding | None = None
 
     def _per_prompt(self, runs: list[Continuation], name: str) -> Any:
         values = [getattr(run, name) for run in runs]
@@ -106,8 +113,8 @@ class SteeringResult:
     def to_frame(self) -> Any:
         """One row per (prompt, variant, position) of the continuations.
 
-        Columns: prompt_index, prompt, variant ("baseline" | "steered"), position
-        (0 = first generated token), token_id, token (its decoded text), logprob.
+        Columns: prompt_index, prompt, variant ("baseline" | "steered"), position (0 = first
+        generated token), token_id, token (its decoded text), logprob.
         """
         import pandas as pd
 
@@ -130,78 +137,139 @@ def steer(
     model: Any,
     sae: Any = None,
     prompt: Prompts | None = None,
-    features: Mapping[int, float] | None = None,
+    features: Mapping[int, float] | Direction | None = None,
+    *,
     directions: Any = None,
     max_new_tokens: int = 32,
     temperature: float = 0.0,
     top_p: float | None = None,
     seed: int = 0,
+    prepend_bos: bool | None = None,
+    stop: str | Sequence[str] | None = None,
+    decoding: Decoding | dict | None = None,
+    baseline: "SteeringResult | Sequence[Continuation] | None" = None,
     remote: bool | str = False,
     on_step: Callable[[SteeringStep], None] | None = None,
     hook: Any = None,
     progress: bool = True,
-    prepend_bos: bool | None = None,
 ) -> SteeringResult:
     """Generate from ``prompt`` with and without the steering vector, side by side.
 
-    The vector is ``sum(scale * W_dec[f] for f, scale in features.items())`` plus
-    ``directions`` (a d_model vector, a k x d_model tensor of vectors, or a list of
-    vectors or ``(vector, scale)`` pairs), added at the SAE's hook point (or
-    ``hook``) at every prompt position and every generated token. ``model, sae``
-    may be a ``Binding`` (``steer(binding, prompt=...)``). Several prompts run in
-    the same batch.
+    The vector is ``sum(scale * W_dec[f] for f, scale in features.items())`` plus ``directions``
+    (an ``sw.Direction``, a d_model vector, a k x d_model tensor of vectors, or a list of those or
+    of ``(direction, scale)`` pairs), added at the SAE's hook point (or ``hook``) at every prompt
+    position and every generated token. ``features`` may also be a Direction. ``model, sae`` may
+    be a ``Binding`` (``steer(binding, prompt=...)``). Several prompts run in the same batch.
 
-    Decoding is greedy when ``temperature == 0``; otherwise it samples (optionally
-    within ``top_p``) with noise drawn from ``seed``: the same seed gives the same
-    result, and every row, baseline and steered, sees the same noise at each step,
-    so the two variants differ only where steering changed the choice (Gumbel-max
-    coupling; see ``saewidgets.engine.generate``). A total vector of zero (all
-    scales 0) reproduces the baseline exactly: its steered rows are the baseline
-    rows. ``on_step`` receives a ``SteeringStep`` after every step while a local
-    model runs; with ``remote`` the steps arrive after the run.
-    ``progress`` shows a progress bar over the generated tokens (local runs).
-    ``prepend_bos`` (default: the SAE's ``prepend_bos`` setting, else False) starts
-    each prompt with the BOS token, as the SAE saw in training.
+    Decoding (``decoding=sw.Decoding(...)``, or its fields as keywords, which win): greedy when
+    ``temperature == 0``; otherwise it samples (optionally within ``top_p``) with noise drawn
+    from ``seed``: the same seed gives the same result, and every row, baseline and steered,
+    sees the same noise at each step, so the two variants differ only where steering changed the
+    choice. ``prepend_bos`` (default: the SAE's ``prepend_bos`` setting, else False) starts each
+    prompt with the BOS token, as the SAE saw in training; ``stop`` strings end a continuation.
+    A total vector of zero reproduces the baseline exactly (its steered rows are the baselines).
+
+    ``baseline``: the result of an earlier call with the same prompts and decoding (or its
+    ``baseline_runs``): its baselines are reused and only the steered rows run.
+    ``on_step`` receives a ``SteeringStep`` after every step while a local model runs; with
+    ``remote`` the steps arrive after the run. ``progress`` shows a bar over the tokens.
     """
     if isinstance(model, Binding) and prompt is None and not isinstance(sae, Binding):
         sae, prompt = None, sae  # steer(binding, "prompt", ...)
     binding = _binding(model, sae, hook)
     prompts, single = _prompts(prompt)
-    check_decoding(max_new_tokens, temperature, top_p, seed)
+    settings = Decoding.of(decoding, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                           seed=seed, prepend_bos=prepend_bos, stop=stop) if decoding is None else \
+        Decoding.of(decoding, **_given(max_new_tokens=(max_new_tokens, 32), temperature=(temperature, 0.0),
+                                       top_p=(top_p, None), seed=(seed, 0), prepend_bos=(prepend_bos, None),
+                                       stop=(stop, None)))
+    settings = settings.with_bos(bool(binding.sae.metadata.get("prepend_bos", False)))
     if on_step is not None and not callable(on_step):
         raise ValueError(f"on_step must be a function taking a SteeringStep, got {type(on_step).__name__}")
-    scales = _features(binding, features)
-    pairs = _directions(binding, directions)
-    vector = _total_vector(binding, scales, pairs)
+    direction = steering_direction(binding, features, directions)
+    vector = direction.vector if direction.d_model is not None else torch.zeros(binding.d_model)
+    if not torch.isfinite(vector).all():
+        raise ValueError("the steering vector overflows (inf): use smaller scales")
+    reused = _reused_baseline(baseline, prompts, settings)
 
-    # Rows 0..n-1 are the baselines (nothing added), rows n..2n-1 the steered runs.
-    # A zero vector changes nothing, so its steered rows are the baseline rows.
     n = len(prompts)
-    offset = n if bool(vector.any()) else 0
-    edit = None
-    if offset:
-        rows = torch.zeros(2 * n, binding.d_model, dtype=vector.dtype)
-        rows[n:] = vector
-        edit = ResidualEdit(binding.layer, binding.site, rows)
-    if prepend_bos is None:
-        prepend_bos = bool(binding.sae.metadata.get("prepend_bos", False))
-    with model_lock(binding.model):  # one nnsight trace per model at a time (re-entrant: widgets hold it)
-        generation = generate(
-            binding.model, prompts * (2 if offset else 1), edit=edit, max_new_tokens=max_new_tokens,
-            temperature=temperature, top_p=top_p, seed=seed, remote=remote, progress=progress,
-            prepend_bos=prepend_bos,
-            on_step=None if on_step is None else _streamer(on_step, n, offset, eos_ids(binding.model)),
-        )
-
-    runs = [_continuation(generation, row, binding.tokenizer) for row in range(n + offset)]
-    seen = {t for run in runs for t in run.ids}
+    steering = bool(vector.any())
+    rows = [] if reused is not None else [Row(p) for p in prompts]
+    if steering:
+        edit = Edit(binding.layer, vector, site=binding.site)
+        rows += [Row(p, (edit,)) for p in prompts]
+    first_steered = 0 if reused is not None else (n if steering else 0)
+    runs: list[Continuation] = []
+    prompt_ids: list[list[int]] = []
+    if rows:
+        relay = None if on_step is None else _streamer(
+            on_step, n, reused is not None, first_steered, steering, eos_ids(binding.model), binding.tokenizer, settings.stop)
+        generation = generate(binding.model, rows, settings, on_step=relay, progress=progress, remote=remote)
+        runs = [_continuation(generation, row, binding.tokenizer, settings.stop) for row in range(len(rows))]
+        prompt_ids = generation.prompt_ids[:n]
+    baseline_runs = list(reused) if reused is not None else runs[:n]
+    steered_runs = runs[first_steered:first_steered + n] if steering else baseline_runs
+    if not prompt_ids:
+        prompt_ids = list(getattr(baseline, "prompt_ids", []) or [])
+    seen = {t for run in baseline_runs + steered_runs for t in run.ids}
+    scales = direction.features
     return SteeringResult(
-        prompts=prompts, baseline_runs=runs[:n], steered_runs=runs[offset:offset + n], features=scales,
-        directions=pairs, vector=vector, layer=binding.layer, site=binding.site,
-        settings=dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                      prepend_bos=prepend_bos),
-        prompt_ids=generation.prompt_ids[:n], single=single, token_strings=_token_strings(binding.tokenizer, seen),
+        prompts=prompts, baseline_runs=baseline_runs, steered_runs=steered_runs, features=scales,
+        directions=direction.vectors, vector=vector, layer=binding.layer, site=binding.site,
+        settings={k: v for k, v in settings.to_dict().items()}, prompt_ids=prompt_ids, single=single,
+        token_strings=_token_strings(binding.tokenizer, seen), direction=direction, decoding=settings,
     )
+
+
+def steer_variants(
+    binding: Binding,
+    prompt: str,
+    directions: Sequence[Direction],
+    decoding: Decoding,
+    *,
+    baseline: Continuation | None = None,
+    batch_size: int = 64,
+    remote: bool | str = False,
+    progress: bool = False,
+) -> tuple[Continuation, list[Continuation]]:
+    """One prompt, many steering directions (e.g. a grid of scales): the baseline continuation
+    and one steered continuation per direction, in batches of ``batch_size`` rows.
+
+    The same engine, edit and decoding as ``steer`` (``decoding.prepend_bos`` resolved by the
+    caller): each continuation is the one ``steer`` gives for that direction. A zero direction's
+    continuation is the baseline. ``baseline`` reuses an earlier baseline.
+    """
+    from tqdm.auto import tqdm
+
+    prompts, _ = _prompts(prompt)
+    if decoding.prepend_bos is None:
+        raise ValueError("steer_variants needs decoding.prepend_bos resolved (True or False)")
+    vectors = [d.check_width(binding.d_model).vector if d.d_model is not None else torch.zeros(binding.d_model)
+               for d in directions]
+    for i, vector in enumerate(vectors):
+        if not torch.isfinite(vector).all():
+            raise ValueError(f"steering direction {i} overflows (inf): use smaller scales")
+    wanted = [i for i, v in enumerate(vectors) if bool(v.any())]
+    rows = ([] if baseline is not None else [Row(prompts[0])]) + [
+        Row(prompts[0], (Edit(binding.layer, vectors[i], site=binding.site),)) for i in wanted]
+    out: list[Continuation] = []
+    with tqdm(total=len(rows), desc="steering", unit="row", disable=not progress) as bar:
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            generation = generate(binding.model, chunk, decoding, remote=remote)
+            out += [_continuation(generation, r, binding.tokenizer, decoding.stop) for r in range(len(chunk))]
+            bar.update(len(chunk))
+    if baseline is None:
+        baseline, out = out[0], out[1:]
+    steered = [baseline] * len(vectors)
+    for i, run in zip(wanted, out):
+        steered[i] = run
+    return baseline, steered
+
+
+def _given(**pairs: tuple[Any, Any]) -> dict[str, Any]:
+    """Keyword values that differ from their defaults (they override ``decoding=``)."""
+    return {name: value for name, (value, default) in pairs.items() if value is not default and value != default}
 
 
 # -- validation and assembly -----------------------------------------------------------
@@ -235,86 +303,105 @@ def _prompts(prompt: Any) -> tuple[list[str], bool]:
     return prompts, single
 
 
-def _scale(value: Any, what: str) -> float:
+def check_scale(value: Any, what: str) -> float:
+    """A steering scale: a finite number within the shared limit (``limits.json``)."""
     try:
         scale = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"the scale of {what} must be a number, got {value!r}") from None
+    limit = LIMITS["scale"]["max_abs"]
     if not math.isfinite(scale):
         raise ValueError(f"the scale of {what} is {scale}: give a finite number")
+    if abs(scale) > limit:
+        raise ValueError(f"the scale of {what} is {scale:g}, beyond ±{limit:g}: give a smaller scale")
     return scale
 
 
-def _features(binding: Binding, features: Any) -> dict[int, float]:
-    if features is None:
-        return {}
-    if not isinstance(features, Mapping):
-        raise ValueError(
-            f"features must be a dict {{feature: scale}}, for example {{12: 40.0}}; got {type(features).__name__}"
-        )
-    scales: dict[int, float] = {}
-    for f, s in features.items():
-        index = binding.check_feature(f)
-        scales[index] = scales.get(index, 0.0) + _scale(s, f"feature {index}")
-    return scales
+def steering_direction(binding: Binding, features: Any, directions: Any) -> Direction:
+    """The total steering direction: ``features`` ({feature: scale} or a Direction) plus ``directions``."""
+    total = Direction(name="steering")
+    if isinstance(features, Direction):
+        total = total + features.check_width(binding.d_model, f"the residual stream at {binding.site}[{binding.layer}]")
+    elif features is not None:
+        if not isinstance(features, Mapping):
+            raise ValueError(
+                f"features must be a dict {{feature: scale}}, for example {{12: 40.0}}, or an sw.Direction; "
+                f"got {type(features).__name__}")
+        for f, s in features.items():
+            index = binding.check_feature(f)
+            total = total + Direction.feature(binding.sae, index, check_scale(s, f"feature {index}"))
+    for i, (direction, scale) in enumerate(_direction_items(directions)):
+        part = Direction.of(direction, name=f"direction {i}") if not isinstance(direction, Direction) else direction
+        part.check_width(binding.d_model, f"the residual stream at {binding.site}[{binding.layer}]")
+        total = total + part.scaled(check_scale(scale, f"direction {i}"))
+    return total
 
 
-def _directions(binding: Binding, directions: Any) -> list[tuple[torch.Tensor, float]]:
+def _direction_items(directions: Any) -> list[tuple[Any, Any]]:
     if directions is None:
         return []
+    if isinstance(directions, Direction):
+        return [(directions, 1.0)]
     if isinstance(directions, (list, tuple)):
-        items = [d if isinstance(d, tuple) else (d, 1.0) for d in directions]
-    else:
-        try:
-            matrix = torch.as_tensor(directions)
-        except (TypeError, ValueError, RuntimeError):
-            matrix = None
-        if matrix is None or matrix.ndim not in (1, 2):
-            raise ValueError(
-                "directions must be a vector of length d_model, a k x d_model tensor, or a list of vectors "
-                f"or (vector, scale) pairs; got {type(directions).__name__}"
-            )
-        items = [(row, 1.0) for row in (matrix[None] if matrix.ndim == 1 else matrix)]
-    pairs = []
-    for i, item in enumerate(items):
-        if len(item) != 2:
-            raise ValueError(f"direction {i} must be a vector or a (vector, scale) pair")
-        vec = torch.as_tensor(item[0]).detach().float().cpu()
-        if vec.ndim != 1 or vec.shape[0] != binding.d_model:
-            raise ValueError(
-                f"direction {i} has shape {tuple(vec.shape)}, but the residual stream at "
-                f"{binding.site}[{binding.layer}] has width {binding.d_model}: give vectors of length {binding.d_model}"
-            )
-        if not torch.isfinite(vec).all():
-            raise ValueError(f"direction {i} contains NaN or infinite values")
-        pairs.append((vec, _scale(item[1], f"direction {i}")))
-    return pairs
+        items = []
+        for i, d in enumerate(directions):
+            if isinstance(d, tuple):
+                if len(d) != 2:
+                    raise ValueError(f"direction {i} must be a vector, an sw.Direction or a (direction, scale) pair")
+                items.append(d)
+            else:
+                items.append((d, 1.0))
+        return items
+    try:
+        matrix = torch.as_tensor(directions)
+    except (TypeError, ValueError, RuntimeError):
+        matrix = None
+    if matrix is None or matrix.ndim not in (1, 2):
+        raise ValueError(
+            "directions must be an sw.Direction, a vector of length d_model, a k x d_model tensor, or a list of "
+            f"those or of (direction, scale) pairs; got {type(directions).__name__}")
+    return [(row, 1.0) for row in (matrix[None] if matrix.ndim == 1 else matrix)]
 
 
-def _total_vector(binding: Binding, scales: dict[int, float], pairs: list) -> torch.Tensor:
-    vector = torch.zeros(binding.d_model)
-    W_dec = binding.sae.W_dec.detach()
-    for f, s in scales.items():
-        vector += s * W_dec[f].float().cpu()
-    for vec, s in pairs:
-        vector += s * vec
-    return vector
+def _reused_baseline(baseline: Any, prompts: list[str], decoding: Decoding) -> list[Continuation] | None:
+    if baseline is None:
+        return None
+    if isinstance(baseline, SteeringResult):
+        if baseline.prompts != prompts:
+            raise ValueError("baseline= comes from other prompts: pass the result of a call with the same prompts")
+        if baseline.decoding is not None and baseline.decoding != decoding:
+            raise ValueError(f"baseline= was generated with other decoding settings ({baseline.decoding}); "
+                             f"this call uses {decoding}")
+        return list(baseline.baseline_runs)
+    runs = list(baseline)
+    if len(runs) != len(prompts) or not all(isinstance(r, Continuation) for r in runs):
+        raise ValueError(f"baseline= must be a SteeringResult or {len(prompts)} Continuation values (one per prompt)")
+    return runs
 
 
-def _continuation(generation: Generation, row: int, tokenizer: Any) -> Continuation:
+def _continuation(generation: Generation, row: int, tokenizer: Any, stop: Sequence[str]) -> Continuation:
     ids, logprobs = generation.continuation(row)
     ended = generation.ended[row]
-    text = tokenizer.decode(ids[:-1] if ended else ids, clean_up_tokenization_spaces=False)
-    return Continuation(text, ids, logprobs, ended)
+    eos = ended and bool(ids) and ids[-1] in _eos_of(tokenizer, generation)
+    text = tokenizer.decode(ids[:-1] if eos else ids, clean_up_tokenization_spaces=False)
+    return Continuation(cut_at_stop(text, stop) if stop else text, ids, logprobs, ended)
+
+
+def _eos_of(tokenizer: Any, generation: Generation) -> set[int]:
+    eos = getattr(tokenizer, "eos_token_id", None)
+    return {eos} if isinstance(eos, int) else set()
 
 
 def _token_strings(tokenizer: Any, ids: set[int]) -> dict[int, str]:
     return {t: tokenizer.decode([t], clean_up_tokenization_spaces=False) for t in sorted(ids)}
 
 
-def _streamer(on_step: Callable[[SteeringStep], None], n: int, offset: int, eos: set[int]) -> Callable[[Step], None]:
-    """Turn row-wise ``Step``s into ``SteeringStep``s, hiding tokens after each row's EOS."""
-    ended = [False] * (n + offset)
+def _streamer(on_step: Callable[[SteeringStep], None], n: int, baseline_reused: bool, first_steered: int,
+              steering: bool, eos: set[int], tokenizer: Any, stop: Sequence[str]) -> Callable[[Step], None]:
+    """Turn row-wise engine ``Step``s into ``SteeringStep``s, hiding tokens after each row's end."""
+    rows = (0 if baseline_reused else n) + (n if steering else 0)
+    ended = [False] * rows
+    seen: list[list[int]] = [[] for _ in range(rows)]
 
     def relay(step: Step) -> None:
         ids: list[int | None] = []
@@ -322,7 +409,16 @@ def _streamer(on_step: Callable[[SteeringStep], None], n: int, offset: int, eos:
         for row, (t, lp) in enumerate(zip(step.ids, step.logprobs)):
             ids.append(None if ended[row] else t)
             lps.append(None if ended[row] else lp)
-            ended[row] = ended[row] or t in eos
-        on_step(SteeringStep(step.step, ids[:n], ids[offset:offset + n], lps[:n], lps[offset:offset + n]))
+            if not ended[row]:
+                seen[row].append(t)
+                ended[row] = t in eos or (bool(stop) and any(
+                    s in tokenizer.decode(seen[row], clean_up_tokenization_spaces=False) for s in stop))
+        nothing: list[Any] = [None] * n
+        base_ids, base_lps = (nothing, nothing) if baseline_reused else (ids[:n], lps[:n])
+        if steering:
+            steered_ids, steered_lps = ids[first_steered:first_steered + n], lps[first_steered:first_steered + n]
+        else:
+            steered_ids, steered_lps = base_ids, base_lps
+        on_step(SteeringStep(step.step, base_ids, steered_ids, base_lps, steered_lps))
 
     return relay

@@ -5,6 +5,19 @@ import { watch } from "./store.js";
 import { drawHistogram } from "./histogram.js";
 import { onThemeChange, themeColours } from "./theme.js";
 
+/** One line about a raw direction: where it comes from and what it is made of (text only). */
+export function describeDirection(direction) {
+  const parts = [];
+  const method = direction.provenance && direction.provenance.method;
+  if (method) parts.push(String(method).replace(/_/g, " "));
+  const features = direction.features || [];
+  if (features.length) parts.push(`features ${features.slice(0, 6).map(([f, w]) => `#${f} × ${fmt(w)}`).join(", ")}`);
+  if (direction.vectors) parts.push(`${direction.vectors} raw vector${direction.vectors > 1 ? "s" : ""}`);
+  if (direction.layer !== null && direction.layer !== undefined) parts.push(`at ${direction.site || "resid_pre"}[${direction.layer}]`);
+  parts.push(`norm ${fmt(direction.norm)}`);
+  return `${parts.join(" · ")}. Not an SAE feature: rankings and feature search pick features.`;
+}
+
 export function featurePanel(store) {
   const classId = uid("sw-class");
   const title = h("h3", { class: "sw-title" });
@@ -48,11 +61,17 @@ export function featurePanel(store) {
 
   function updateInfo() {
     const info = store.get("feature_info") || {};
-    title.textContent = info.feature === undefined ? "Feature" : `Feature ${info.feature}`;
+    const direction = info.direction || null;
+    title.textContent = direction
+      ? `Direction: ${String(direction.name || "raw vector")}`
+      : info.feature === undefined || info.feature === null
+        ? "Feature"
+        : `Feature ${info.feature}`;
+    node.dataset.target = direction ? "direction" : "feature";
     kind.textContent = info.kind && info.kind !== "none" ? info.kind : "";
     kind.hidden = !kind.textContent;
-    explanation.textContent = info.explanation || "";
-    explanation.hidden = !info.explanation;
+    explanation.textContent = direction ? describeDirection(direction) : info.explanation || "";
+    explanation.hidden = !explanation.textContent;
     const entries = Object.entries(info.stats || {});
     replace(
       stats,

@@ -53,7 +53,9 @@ export function generationPanel(store) {
     };
     fill(baseline, gen.baseline, null);
     fill(steered, gen.steered, gen.baseline);
-    steered.title.textContent = `Steered · ${describeFeatures(gen.features)}`;
+    const extra = gen.direction ? [`${String(gen.direction.name)} × ${fmt(gen.direction.scale)}`] : [];
+    const features = gen.features && gen.features.length ? [describeFeatures(gen.features)] : [];
+    steered.title.textContent = `Steered · ${[...extra, ...features].join(", ") || "nothing"}`;
     if (!gen.status) status.textContent = store.live ? "waiting for the kernel…" : "no generation saved";
     else if (running) status.textContent = "generating…";
     else if (gen.status === "done") {

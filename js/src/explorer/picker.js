@@ -31,7 +31,8 @@ export function pickerPanel(store) {
   const indexHint = h("span", { id: `${indexId}-of`, class: "sw-muted" });
   const step = (delta) => {
     const n = store.get("n_features") || 0;
-    const next = Math.min(Math.max(0, (store.get("feature") || 0) + delta), Math.max(0, n - 1));
+    const current = store.get("feature");
+    const next = Math.min(Math.max(0, (current === -1 ? 0 : current || 0) + delta), Math.max(0, n - 1));
     store.set("feature", next);
   };
   const prev = h("button", { class: "sw-button sw-icon", type: "button", title: "previous feature", "aria-label": "previous feature", on: { click: () => step(-1) } }, "‹");
@@ -118,9 +119,10 @@ export function pickerPanel(store) {
   function updateIndex() {
     const n = store.get("n_features") || 0;
     index.max = Math.max(0, n - 1);
-    indexEdit.show(store.get("feature"));
+    const feature = store.get("feature");
+    indexEdit.show(feature === -1 ? "" : feature); // -1: a raw direction is shown, no feature index
     index.setCustomValidity("");
-    indexHint.textContent = `of ${n}`;
+    indexHint.textContent = feature === -1 ? `of ${n} (showing a direction)` : `of ${n}`;
   }
 
   function updateSearch() {

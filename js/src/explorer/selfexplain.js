@@ -86,6 +86,7 @@ export function selfExplainPanel(store) {
   const failed = h("p", { class: "sw-se-failed" });
   const chosen = h("p", { class: "sw-se-chosen" });
   const best = h("ol", { class: "sw-se-best" });
+  const unpatched = h("p", { class: "sw-se-unpatched" });
   const method = h("p", { class: "sw-muted sw-se-method" });
   const chart = h("div", { class: "sw-se-chart", role: "img", "aria-label": "self-explanation metrics against scale" });
   const body = h(
@@ -102,6 +103,8 @@ export function selfExplainPanel(store) {
       chosen,
       h("div", { class: "sw-label" }, "Best explanations"),
       best,
+      h("div", { class: "sw-label", title: "what the prompt answers with nothing patched in: never counted as an explanation" }, "Default answers (never counted as explanations)"),
+      unpatched,
     ),
     chart,
   );
@@ -213,12 +216,25 @@ export function selfExplainPanel(store) {
       return;
     }
     showRow(s);
-    replace(chosen, quoted(s.explanation), h("span", { class: "sw-muted" }, ` at scale ${fmt(s.scale)} (highest composite score)`));
+    const onlyDefault = !(s.best || []).length;
+    replace(
+      chosen,
+      onlyDefault ? h("span", { class: "sw-muted" }, "none: every scale gives the unpatched answer") : quoted(s.explanation),
+      onlyDefault ? null : h("span", { class: "sw-muted" }, ` at scale ${fmt(s.scale)} (highest composite score)`),
+    );
     replace(best, (s.best || []).map((text) => h("li", {}, quoted(text))));
+    replace(
+      unpatched,
+      s.unpatched ? quoted(s.unpatched) : h("span", { class: "sw-muted" }, "(empty)"),
+      h("span", { class: "sw-muted" }, " with nothing patched in"),
+      ...(s.zero && s.zero !== s.unpatched ? [h("br"), quoted(s.zero), h("span", { class: "sw-muted" }, " with the zero vector")] : []),
+    );
     failed.hidden = !s.failed;
-    failed.textContent = s.failed
-      ? "Low confidence: the patched direction barely reaches the later layer (self-similarity stays low at every scale)."
-      : "";
+    failed.textContent = !s.failed
+      ? ""
+      : onlyDefault
+        ? "No explanation: at every scale the model answers as it does with nothing patched in."
+        : "Low confidence: the patched direction barely reaches the later layer (self-similarity stays low at every scale).";
     const matched =
       s.matched_by === "relative size"
         ? `the row shown is the one whose patch is as large, relative to the residual stream where it goes: sweep scale = |slider| × ${fmt(s.factor)}.`
@@ -234,8 +250,13 @@ export function selfExplainPanel(store) {
   function showRow(s) {
     const i = rowFor(s, store.get("scale"));
     if (i < 0) return;
-    const [scale, text] = s.rows[i];
-    replace(current, quoted(text));
+    const [scale, text, , isDefault] = s.rows[i];
+    replace(
+      current,
+      isDefault
+        ? h("span", { class: "sw-muted sw-se-default" }, "no explanation here: the model gives its unpatched answer ", quoted(text))
+        : quoted(text),
+    );
     const slider = Number(store.get("scale")) || 0;
     const target = Math.abs(slider) * (Number(s.factor) || 1);
     const last = s.rows[s.rows.length - 1][0];

@@ -3,6 +3,7 @@
 import { h, replace, fmt, uid, editable } from "../dom.js";
 import { watch } from "./store.js";
 import { STEPS, toScale, toPosition, roundScale, normaliseRange } from "./symlog.js";
+import LIMITS from "../../../saewidgets/engine/limits.json";
 
 /**
  * A slider with a number box. `onCommit(scale)` runs on release, on arrow keys
@@ -143,9 +144,13 @@ export function steeringPanel(store) {
     if (prompt.value !== store.get("prompt")) store.set("prompt", prompt.value);
     else promptEdit.show(store.get("prompt"));
   }
-  const tokens = numberField("tokens", { min: 1, max: 512, step: 1 }, (v) => store.set("max_new_tokens", Math.round(v)));
-  const temperature = numberField("temperature", { min: 0, step: 0.1 }, (v) => store.set("temperature", v));
-  const seed = numberField("seed", { min: 0, step: 1 }, (v) => store.set("seed", Math.round(v)));
+  const tokens = numberField("tokens", { min: LIMITS.max_new_tokens.min, max: LIMITS.max_new_tokens.max, step: 1 }, (v) =>
+    store.set("max_new_tokens", Math.round(v)),
+  );
+  const temperature = numberField("temperature", { min: LIMITS.temperature.min, max: LIMITS.temperature.max, step: 0.1 }, (v) =>
+    store.set("temperature", v),
+  );
+  const seed = numberField("seed", { min: LIMITS.seed.min, max: LIMITS.seed.max, step: 1 }, (v) => store.set("seed", Math.round(v)));
   const regenerate = h(
     "button",
     { class: "sw-button", type: "button", on: { click: () => store.send({ type: "regenerate" }) } },
@@ -210,7 +215,8 @@ export function steeringPanel(store) {
   }
 
   function updateMain() {
-    mainLabel.textContent = `Steer #${store.get("feature")}`;
+    const direction = store.get("direction_info") || {};
+    mainLabel.textContent = store.get("feature") === -1 ? `Steer ${String(direction.name || "direction")}` : `Steer #${store.get("feature")}`;
     main.set(store.get("scale"), store.get("scale_range"));
   }
   function updateFields() {
@@ -221,7 +227,7 @@ export function steeringPanel(store) {
   }
 
   const stops = [
-    watch(store, ["scale", "scale_range", "feature"], updateMain),
+    watch(store, ["scale", "scale_range", "feature", "direction_info"], updateMain),
     watch(store, ["steering"], updateEntries),
     watch(store, ["prompt", "max_new_tokens", "temperature", "seed"], updateFields),
   ];

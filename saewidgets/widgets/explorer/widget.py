@@ -1,10 +1,9 @@
-"""``FeatureExplorer``: pick an SAE feature, read its logit lens, steer with it live.
+"""``FeatureExplorer``: pick an SAE feature (or give a direction), read its logit lens, steer with it live.
 
-The widget only orchestrates: its state lives in synced traits (so a saved
-notebook can show it without a kernel), the analyses come from
-``saewidgets.analysis``, and steered generations run on a worker thread
-(``live.LatestRequestRunner``) so the kernel stays responsive while the slider
-moves. See the class docstring for the traits.
+The widget only orchestrates: its state lives in synced traits (so a saved notebook can show
+it without a kernel), every computation is a method of its ``ExplorerSession``
+(``saewidgets.sessions.explorer``), and steered generations run on a worker thread
+(``live.LatestRequestRunner``) so the kernel stays responsive while the slider moves.
 """
 
 from __future__ import annotations
@@ -17,12 +16,12 @@ import anywidget
 import traitlets as t
 
 from ...core.binding import Binding, bind
+from ...core.direction import Direction
 from ...export.mixin import ExportMixin
-from . import checks
-from ...sessions import lens as data
+from ...sessions import checks
 from ...sessions import self_explanations as selfexplain
-from ...sessions.generation import GenerationView, LRUCache, SteerRequest, side_from_ids, steering_features
-from ...core.locks import model_lock
+from ...sessions.explorer import ExplorerSession, SteerRequest
+from ...sessions.generation import GenerationView
 from ..live import LatestRequestRunner, Superseded, Ticket
 
 STATIC = Path(__file__).resolve().parents[2] / "static"
@@ -33,7 +32,6 @@ MISSING_ESM = """export default { render({ el }) {
     + "(pip install -e . does it), then restart the kernel.";
 } };"""
 DEFAULT_PROMPT = "The word"
-MAX_NEW_TOKENS = 256
 STREAM_INTERVAL = 0.05  # seconds between streamed updates of a running generation
 RANK_METRICS = ("skew", "kurtosis", "std", "enrichment")
 VALIDATED = ("feature", "scale", "prompt", "max_new_tokens", "temperature", "seed", "token_class", "rank_by",
@@ -41,55 +39,59 @@ VALIDATED = ("feature", "scale", "prompt", "max_new_tokens", "temperature", "see
 
 
 class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
-    """Explore one SAE feature at a time, live.
+    """Explore one SAE feature, or any direction, at a time, live.
 
     >>> model, sae = sw.organism()
     >>> explorer = sw.FeatureExplorer(model, sae, feature=3, prompt="I painted the wall")
     >>> explorer.feature = 12      # the view follows; moving its slider updates explorer.scale
+    >>> sw.FeatureExplorer(model, sae, direction=task_vector)   # a raw vector or sw.Direction
 
-    It shows a feature picker (index, search over top tokens and explanations,
-    rankings by logit-weight std / skew / kurtosis / token-class enrichment), the
-    feature's logit histogram split by a token class with its statistics and top
-    promoted / suppressed tokens, steering: baseline and steered
-    continuations side by side, regenerated whenever the scale, the prompt, the
-    decoding settings or the extra steering entries change, and the feature's
-    self-explanation (``sw.self_explain``: one batched sweep per feature, cached; the
-    slider picks the sweep row of the same size relative to the residual stream, see
-    ``saewidgets.sessions.self_explanations``), with its metric curves and best explanations.
+    It shows a feature picker (index, search over top tokens and explanations, rankings by
+    logit-weight std / skew / kurtosis / token-class enrichment), the target's logit histogram
+    split by a token class with its statistics and top promoted / suppressed tokens, steering:
+    baseline and steered continuations side by side, regenerated whenever the scale, the
+    prompt, the decoding settings or the extra steering entries change (a slider move runs the
+    steered row only: the baseline is kept), and the self-explanation (``sw.self_explain``: one
+    batched sweep per target, cached; the slider picks the sweep row of the same size relative
+    to the residual stream, see ``saewidgets.sessions.self_explanations``).
+
+    A raw direction (``direction=``, or ``explorer.direction = ...``) is shown with every panel
+    that applies to a vector (logit lens, histogram, statistics, steering, self-explanation);
+    ``feature`` is then -1. Picking a feature in the view switches back to features.
 
     Parameters:
         model, sae: a model (``sw.load_model`` spec) and its ``sw.SAE``, or a ``Binding``.
-        feature, prompt, scale, token_class, max_new_tokens, temperature, seed: initial state.
-        classes: extra token classes, ``{name: words | regex string | token ids}``
-            (a string is a regular expression over decoded tokens, a list of strings
-            a word list, a list of ints token ids), added to the built-in classes.
-        explanations: ``{feature: text}`` or a DataFrame with ``feature`` and
-            ``explanation`` (or ``description``) columns; searchable, shown with the feature.
-        steering: extra ``[(feature, scale), ...]`` entries steered together with the
-            current feature.
+        feature, direction: the initial target (a feature index; or a vector / ``sw.Direction``).
+        prompt, scale, token_class, max_new_tokens, temperature, seed: initial state.
+        classes: extra token classes, ``{name: words | regex string | token ids}`` (a string is
+            a regular expression over decoded tokens, a list of strings a word list, a list of
+            ints token ids), added to the built-in classes.
+        explanations: ``{feature: text}`` or a DataFrame with ``feature`` and ``explanation``
+            (or ``description``) columns; searchable, shown with the feature.
+        steering: extra ``[(feature, scale), ...]`` entries steered together with the target.
         typical_activation: a typical (e.g. max) activation per feature, a sequence or
             ``{feature: value}``; the slider then spans about twice that.
         bins: histogram bins. debounce: seconds of quiet a burst of changes must end with
             before a generation starts (a lone change starts at once).
         remote: run generations through NDIF (``True``; ``"local"`` tests the same path
             locally); tokens then arrive when a generation ends instead of streaming.
-        auto_self_explain: explain each feature as it is shown (a sweep per feature, after
-            its steered generation). Default: on for models up to 200M parameters; else a
-            button in the panel (or ``explorer.self_explain()``) explains on demand.
+        auto_self_explain: explain each target as it is shown (a sweep each, after its steered
+            generation). Default: on for models up to 200M parameters; else a button in the
+            panel (or ``explorer.self_explain()``) explains on demand.
         self_explain_options: keyword arguments for ``sw.self_explain`` (``template``,
             ``layer``, ``scales``, ``max_new_tokens``, ``layer_map``, ...).
 
-    Traits (synced with the view): ``feature``, ``scale``, ``prompt``,
-    ``max_new_tokens``, ``temperature``, ``seed``, ``steering`` (list of
-    ``{feature, scale, max, linear}``), ``token_class``, ``rank_by``, ``search``;
-    computed: ``feature_info``, ``histogram``, ``scale_range``, ``rankings``,
-    ``search_results``, ``generation`` (the latest baseline/steered tokens),
-    ``busy``, ``error``, ``stats_progress``, ``self_explanation`` (the sweep's rows,
-    chosen and best explanations, chart spec, and the row picked for the slider);
-    ``auto_self_explain`` (the panel's checkbox).
+    Traits (synced with the view): ``feature``, ``scale``, ``prompt``, ``max_new_tokens``,
+    ``temperature``, ``seed``, ``steering`` (list of ``{feature, scale, max, linear}``),
+    ``token_class``, ``rank_by``, ``search``; computed: ``direction_info`` (the raw target, or
+    empty), ``feature_info``, ``histogram`` (counts and the chart's Vega-Lite spec),
+    ``scale_range``, ``rankings``, ``search_results``, ``generation`` (the latest
+    baseline/steered tokens), ``busy``, ``error``, ``stats_progress``, ``self_explanation``
+    (the sweep's rows, chosen and best explanations, chart spec; the view picks the slider's
+    row itself, see ``self_explanation_current``); ``auto_self_explain`` (the panel's checkbox).
 
-    Generations start once a view is showing (on a worker thread, newest request
-    wins); without a view, trait changes generate synchronously.
+    Generations start once a view is showing (on a worker thread, newest request wins);
+    without a view, trait changes generate synchronously.
     """
 
     _esm = STATIC / "widget.js" if (STATIC / "widget.js").is_file() else MISSING_ESM
@@ -99,8 +101,9 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     title = t.Unicode("").tag(sync=True)
     n_features = t.Int(0).tag(sync=True)
 
-    # the chosen feature and what is shown about it
+    # the target (a feature, or a raw direction when feature == -1) and what is shown about it
     feature = t.Int(0).tag(sync=True)
+    direction_info = t.Dict().tag(sync=True)
     feature_info = t.Dict().tag(sync=True)
     class_names = t.List(t.Unicode()).tag(sync=True)
     token_class = t.Unicode("").tag(sync=True)
@@ -127,8 +130,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     busy = t.Bool(False).tag(sync=True)
     error = t.Unicode("").tag(sync=True)
 
-    # the self-explanation panel: status, the sweep (rows, chosen, best, chart spec) and
-    # the row picked for the slider's scale (explorer_selfexplain.select)
+    # the self-explanation panel: status and the sweep (rows, chosen, best, chart spec)
     self_explanation = t.Dict().tag(sync=True)
     auto_self_explain = t.Bool(False).tag(sync=True)
 
@@ -139,6 +141,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         feature: int = 0,
         prompt: str = DEFAULT_PROMPT,
         *,
+        direction: Any = None,
         scale: float = 0.0,
         token_class: str | None = None,
         classes: Mapping[str, Any] | None = None,
@@ -156,30 +159,29 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         self_explain_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        binding = model if isinstance(model, Binding) and sae is None else bind(model, sae, hook)
+        binding = model if isinstance(model, Binding) and sae is None and hook is None else bind(model, sae, hook)
         self._binding = binding
         self._ready = False
         self._live = False  # becomes True once a view says it is showing
-        self._bins = checks.check_bins(bins)
-        self._remote = remote
-        self._lens = data.FeatureLens(binding, classes=classes, remote=remote)
-        self._explanations = checks.normalise_explanations(explanations, binding.d_sae)
-        self._typical = checks.normalise_typical_activation(typical_activation, binding.d_sae)
-        self._results = LRUCache(256)  # request key -> finished generation JSON
-        self._baselines = LRUCache(32)  # baseline key -> baseline tokens
+        self.session = ExplorerSession(binding, classes=classes, explanations=explanations,
+                                       typical_activation=typical_activation, bins=bins, remote=remote,
+                                       self_explain_options=self_explain_options)
+        self._direction: Direction | None = None  # a raw target (feature == -1)
         self._runner = LatestRequestRunner(debounce, on_busy=self._on_busy, name="saewidgets-explorer")
         self._stats_runner = LatestRequestRunner(0.0, name="saewidgets-explorer-stats")
         self._explain_runner = LatestRequestRunner(0.0, name="saewidgets-explorer-self-explain")
-        self._explainer = selfexplain.SelfExplanations(binding, self_explain_options, remote=remote,
-                                                       hook_norm=self._lens.reference_norm)
 
         # Arguments are checked strictly (ValueError) here; later changes report in `error`.
-        feature = binding.check_feature(feature)
+        if direction is not None:
+            self._direction = self._raw_target(direction)
+            feature = -1
+        else:
+            feature = binding.check_feature(feature)
         checks.check_prompt(prompt)
         scale = checks.check_scale(scale)
-        checks.check_decoding(max_new_tokens, temperature, seed, MAX_NEW_TOKENS)
-        names = self._lens.class_names
-        token_class = token_class or data.default_class(names)
+        checks.check_decoding(max_new_tokens, temperature, seed)
+        names = self.session.class_names
+        token_class = token_class or self.session.default_class()
         if token_class not in names:
             raise ValueError(f"unknown token class {token_class!r}; choose one of {names}")
         entries = [checks.check_entry(binding, entry) for entry in (steering or [])]
@@ -189,7 +191,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             raise ValueError(f"auto_self_explain must be True, False or None (by model size), got {auto_self_explain!r}")
 
         super().__init__(
-            title=data.title(binding), n_features=binding.d_sae, feature=feature, prompt=prompt,
+            title=self.session.title, n_features=binding.d_sae, feature=feature, prompt=prompt,
             scale=scale, token_class=token_class, class_names=names, max_new_tokens=max_new_tokens,
             temperature=float(temperature), seed=seed, auto_self_explain=auto_self_explain, **kwargs,
         )
@@ -198,7 +200,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         with self.hold_sync():
             self.steering = [self._with_range(e) for e in entries]
             self._start_stats()
-            self._show_feature()
+            self._show_target()
         self._ready = True
         self._generate(sync=True)
         self._update_self_explanation()
@@ -208,21 +210,51 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     def binding(self) -> Binding:
         return self._binding
 
+    @property
+    def direction(self) -> Direction:
+        """The current target as an ``sw.Direction`` (the feature's, or the raw one)."""
+        if self._direction is not None:
+            return self._direction
+        return Direction.feature(self._binding.sae, self.feature)
+
+    @direction.setter
+    def direction(self, value: Any) -> None:
+        if isinstance(value, Direction) and value.is_feature and value.sae is self._binding.sae:
+            self.feature = int(value.feature_index)
+            return
+        raw = self._raw_target(value)
+        with self.hold_sync():
+            self._direction = raw
+            self.error = ""
+            if self.feature != -1:
+                self.feature = -1  # observers show the new target
+            else:
+                self._target_changed()
+
+    def _raw_target(self, value: Any) -> Direction:
+        direction = value if isinstance(value, Direction) else Direction(value, name="raw vector")
+        return self.session.target(direction)
+
+    @property
+    def target(self) -> Any:
+        """What the explorer shows: the feature index, or the raw ``sw.Direction`` (feature -1)."""
+        return self._direction if self.feature == -1 and self._direction is not None else self.feature
+
     def add_class(self, name: str, tokens: Any = None, *, words: Any = None, regex: str | None = None,
                   ids: Any = None, select: bool = True) -> None:
         """Add a token class (words, a regular expression or token ids) and show it.
 
         ``explorer.add_class("colours", ["red", "green"])``, ``add_class("caps", regex=r"^\\s?[A-Z]+$")``.
         """
-        self._lens.add_class(name, tokens, words=words, regex=regex, ids=ids)
+        self.session.add_class(name, tokens, words=words, regex=regex, ids=ids)
         with self.hold_sync():
-            self.class_names = self._lens.class_names
+            self.class_names = self.session.class_names
             if select:
                 self.token_class = name
 
     def refresh(self) -> None:
         """Generate again for the current state (dropping its cached result)."""
-        self._results.drop(self._request().key)
+        self.session.drop(self._request())
         self._generate(sync=not self._live)
 
     def wait(self, timeout: float | None = 60.0) -> bool:
@@ -235,19 +267,24 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         return done
 
     def self_explain(self, feature: int | None = None) -> Any:
-        """The self-explanation sweep of ``feature`` (default: the current one), a DataFrame of
-        ``sw.self_explain``: computed once per feature and cached (what the panel shows). For
-        the current feature the panel shows it too, also when automatic explanation is off."""
-        f = self.feature if feature is None else self._binding.check_feature(feature)
-        frame = self._explainer.frame(f)
-        if f == self.feature:
+        """The self-explanation sweep of ``feature`` (default: the current target), a DataFrame of
+        ``sw.self_explain``: computed once per target and cached (what the panel shows). For
+        the current target the panel shows it too, also when automatic explanation is off."""
+        target = self.target if feature is None else self._binding.check_feature(feature)
+        frame = self.session.self_explanation_frame(target)
+        if feature is None or feature == self.feature:
             self._update_self_explanation()
         return frame
 
     @property
+    def self_explanation_current(self) -> dict:
+        """The self-explanation row for the slider's scale (the view picks the same row)."""
+        return selfexplain.select(self.self_explanation, self.scale)
+
+    @property
     def stats(self) -> Any:
         """Logit-weight statistics of every feature (a DataFrame), once computed."""
-        return self._lens.stats
+        return self.session.lens.stats
 
     def close(self) -> None:
         for name in ("_runner", "_stats_runner", "_explain_runner"):
@@ -276,9 +313,14 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         except ValueError as error:
             return self._reject(proposal["trait"].name, error)
 
+    def _check_feature(self, value: Any) -> int:
+        if value == -1 and self._direction is not None:
+            return -1
+        return self._binding.check_feature(value)
+
     @t.validate("feature")
     def _valid_feature(self, proposal):
-        return self._checked(proposal, self._binding.check_feature)
+        return self._checked(proposal, self._check_feature)
 
     @t.validate("scale")
     def _valid_scale(self, proposal):
@@ -290,7 +332,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
 
     @t.validate("max_new_tokens")
     def _valid_tokens(self, proposal):
-        return self._checked(proposal, lambda n: checks.check_max_new_tokens(n, MAX_NEW_TOKENS))
+        return self._checked(proposal, checks.check_max_new_tokens)
 
     @t.validate("temperature")
     def _valid_temperature(self, proposal):
@@ -302,7 +344,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
 
     @t.validate("token_class")
     def _valid_class(self, proposal):
-        return self._checked(proposal, lambda name: checks.check_choice(name, self._lens.class_names, "token class"))
+        return self._checked(proposal, lambda name: checks.check_choice(name, self.session.class_names, "token class"))
 
     @t.validate("rank_by")
     def _valid_rank(self, proposal):
@@ -317,10 +359,15 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     @t.observe("feature")
     def _feature_changed(self, change):
         if self._ready and change["old"] != change["new"]:
-            self.error = ""
-            self._show_feature()
-            self._generate()
-            self._update_self_explanation()
+            if change["new"] != -1:
+                self._direction = None
+            self._target_changed()
+
+    def _target_changed(self) -> None:
+        self.error = ""
+        self._show_target()
+        self._generate()
+        self._update_self_explanation()
 
     @t.observe("token_class")
     def _class_changed(self, change):
@@ -337,16 +384,13 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     @t.observe("search")
     def _search_changed(self, change):
         if self._ready and change["old"] != change["new"]:
-            self.search_results = data.search_features(
-                change["new"], self._lens.top_token_labels(), self._explanations)
+            self.search_results = self.session.search(change["new"])
 
     @t.observe("scale", "steering", "prompt", "max_new_tokens", "temperature", "seed")
     def _steering_changed(self, change):
         if self._ready and change["old"] != change["new"]:
             self.error = ""
             self._generate()
-            if change["name"] == "scale":
-                self._select_self_explanation()
 
     @t.observe("auto_self_explain")
     def _auto_explain_changed(self, change):
@@ -357,10 +401,10 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         kind = content.get("type") if isinstance(content, dict) else None
         if kind == "ready":
             self._live = True
-            if self.generation.get("status") != "done" or self._shown_key() != self._request().key:
+            if self.generation.get("status") != "done" or self.generation.get("key") != _key_text(self._request()):
                 self._generate()
         elif kind == "regenerate":
-            self._results.drop(self._request().key)
+            self.session.drop(self._request())
             self._generate()
         elif kind == "self_explain":
             self._update_self_explanation(force=True)
@@ -374,35 +418,35 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         except ValueError as error:
             self.error = str(error)
 
-    # -- the feature's logit lens ---------------------------------------------------
-    def _show_feature(self) -> None:
-        f = self.feature
+    # -- the target's logit lens ----------------------------------------------------
+    def _show_target(self) -> None:
+        target = self.target
         try:
-            info = self._lens.feature_info(f, self._explanations.get(f), self.token_class)
-            hist = self._lens.histogram(f, self.token_class, self._bins)
+            info = self.session.feature_info(target, self.token_class)
+            hist = self.session.histogram(target, self.token_class)
+            scale_range = self.session.scale_range(target)
         except ValueError as error:
             self.error = str(error)
             return
         with self.hold_sync():
+            self.direction_info = self._direction.describe() if self.feature == -1 and self._direction else {}
             self.feature_info = info
             self.histogram = hist
-            self.scale_range = checks.scale_range(self._lens.decoder_norm(f), self._lens.reference_norm(),
-                                                self._typical.get(f))
+            self.scale_range = scale_range
 
     def _show_histogram(self) -> None:
-        self.histogram = self._lens.histogram(self.feature, self.token_class, self._bins)
-        self.feature_info = self._lens.feature_info(self.feature, self._explanations.get(self.feature),
-                                                    self.token_class)
+        target = self.target
+        self.histogram = self.session.histogram(target, self.token_class)
+        self.feature_info = self.session.feature_info(target, self.token_class)
 
     def _with_range(self, entry: dict) -> dict:
-        f = entry["feature"]
-        rng = checks.scale_range(self._lens.decoder_norm(f), self._lens.reference_norm(), self._typical.get(f))
-        return {**entry, **rng}
+        return {**entry, **self.session.scale_range(entry["feature"])}
 
     # -- rankings (statistics of every feature: at once when small, else in the background)
     def _start_stats(self) -> None:
-        if self._lens.stats_ready or self._lens.small:
-            self._lens.compute_stats()
+        lens = self.session.lens
+        if lens.stats_ready or lens.small:
+            lens.compute_stats()
             self._show_rankings()
             return
 
@@ -412,7 +456,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
                 ticket.publish(lambda: setattr(self, "stats_progress",
                                                {"label": "feature statistics", "done": done, "total": total}))
             try:
-                self._lens.compute_stats(progress=progress)
+                lens.compute_stats(progress=progress)
             except Superseded:
                 raise
             except Exception as error:  # shown in the widget; the rest keeps working
@@ -426,16 +470,14 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         with self.hold_sync():
             self.stats_progress = {}
             self._guard(self._show_rankings)
-            self.feature_info = self._lens.feature_info(self.feature, self._explanations.get(self.feature),
-                                                        self.token_class)
+            self._guard(lambda: setattr(self, "feature_info", self.session.feature_info(self.target, self.token_class)))
             if self.search:
-                self.search_results = data.search_features(self.search, self._lens.top_token_labels(),
-                                                           self._explanations)
+                self.search_results = self.session.search(self.search)
 
     def _show_rankings(self) -> None:
         """Rankings for the current class; a class's enrichment of every feature is computed
         on first use (at once for small SAEs, else in the background)."""
-        lens, name = self._lens, self.token_class
+        lens, name = self.session.lens, self.token_class
         if not lens.stats_ready:
             return
         if not lens.enrichment_ready(name):
@@ -449,7 +491,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         def job(ticket: Ticket) -> None:
             ticket.publish(lambda: setattr(self, "stats_progress", {"label": f"enrichment of {name}"}))
             try:
-                self._lens.enrichment_scores(name)
+                self.session.lens.enrichment_scores(name)
             except Exception as error:
                 ticket.publish(lambda: setattr(self, "error", f"enrichment failed: {error}"))
                 return
@@ -459,23 +501,15 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
 
     # -- generations ----------------------------------------------------------------
     def _request(self) -> SteerRequest:
-        return SteerRequest(
-            prompt=self.prompt,
-            features=steering_features(self.feature, self.scale, self.steering),
-            max_new_tokens=self.max_new_tokens,
-            temperature=float(self.temperature),
-            seed=self.seed,
-        )
-
-    def _shown_key(self) -> tuple | None:
-        g = self.generation
-        if not g:
-            return None
-        features = tuple((int(f), float(s)) for f, s in g.get("features", []))
-        return (g.get("prompt"), g.get("max_new_tokens"), g.get("temperature"), g.get("seed"), features)
+        decoding = self.session.decoding(self.max_new_tokens, float(self.temperature), self.seed)
+        return self.session.request(self.prompt, decoding, list(self.steering), self.target, self.scale)
 
     def _generate(self, sync: bool | None = None) -> None:
-        request = self._request()
+        try:
+            request = self._request()
+        except ValueError as error:
+            self.error = str(error)
+            return
         job = lambda ticket: self._generation_job(request, ticket)  # noqa: E731
         if sync if sync is not None else not self._live:
             self._runner.run_now(job)
@@ -483,52 +517,36 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             self._runner.submit(job)
 
     def _generation_job(self, request: SteerRequest, ticket: Ticket) -> None:
-        cached = self._results.get(request.key)
+        key = _key_text(request)
+        cached = self.session.cached_generation(request)
         if cached is not None:
-            ticket.publish(lambda: self._set_generation({**cached, "id": ticket.id, "cached": True}, clear_error=True))
+            ticket.publish(lambda: self._set_generation({**cached, "id": ticket.id, "key": key, "cached": True},
+                                                        clear_error=True))
             return
         view = GenerationView(ticket.id, request)
-        baseline = self._baselines.get(request.baseline_key)
+        baseline = self.session.cached_baseline(request)
         if baseline is not None:
             view.baseline, view.baseline_done = baseline, True
-        ticket.publish(lambda: self._set_generation(view.to_json()))
-        decode = self._lens.token_string
-        start = time.perf_counter()
+        ticket.publish(lambda: self._set_generation({**view.to_json(), "key": key}))
         shown_at = [0.0]
 
-        def on_step(step: Any) -> None:
-            ticket.check()
-            b, s = step.baseline_ids[0], step.steered_ids[0]
-            view.add_step(None if b is None else (decode(b), step.baseline_logprobs[0]),
-                          None if s is None else (decode(s), step.steered_logprobs[0]))
+        def on_step(streamed: GenerationView) -> None:
             now = time.perf_counter()
-            if step.step == 0 or now - shown_at[0] >= STREAM_INTERVAL:  # stream, at most every 50 ms
+            if len(streamed.steered.tokens) <= 1 or now - shown_at[0] >= STREAM_INTERVAL:  # at most every 50 ms
                 shown_at[0] = now
-                ticket.publish(lambda: self._set_generation(view.to_json()))
-
-        from ...steering.steer import steer
+                ticket.publish(lambda: self._set_generation({**streamed.to_json(), "id": ticket.id, "key": key}))
 
         try:
-            with model_lock(self._binding.model):
-                ticket.check()
-                result = steer(self._binding, prompt=request.prompt, features=request.feature_scales(),
-                               max_new_tokens=request.max_new_tokens, temperature=request.temperature,
-                               seed=request.seed, on_step=on_step, progress=False, remote=self._remote)
+            ticket.check()
+            final = self.session.generate(request, on_step=on_step, check=ticket.check)
         except Superseded:
             raise
         except Exception as error:  # shown in the widget, which stays usable
             view.status = "error"
-            message = f"generation failed: {error}" if not isinstance(error, ValueError) else str(error)
-            ticket.publish(lambda: self._set_generation(view.to_json(), error=message))
+            message = str(error) if isinstance(error, ValueError) else f"generation failed: {error}"
+            ticket.publish(lambda: self._set_generation({**view.to_json(), "key": key}, error=message))
             return
-        base, steered = result.baseline_runs[0], result.steered_runs[0]
-        view.baseline = side_from_ids(base.ids, base.logprobs, decode, base.ended)
-        view.steered = side_from_ids(steered.ids, steered.logprobs, decode, steered.ended)
-        view.status, view.seconds = "done", time.perf_counter() - start
-        final = view.to_json()
-        self._baselines.put(request.baseline_key, view.baseline)
-        self._results.put(request.key, final)
-        ticket.publish(lambda: self._set_generation(final, clear_error=True))
+        ticket.publish(lambda: self._set_generation({**final, "id": ticket.id, "key": key}, clear_error=True))
 
     def _set_generation(self, value: dict, error: str | None = None, clear_error: bool = False) -> None:
         with self.hold_sync():
@@ -538,64 +556,48 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             elif clear_error and self.error.startswith("generation failed"):
                 self.error = ""
 
-
     # -- self-explanation -------------------------------------------------------------
     def _update_self_explanation(self, force: bool = False) -> None:
-        """Show the current feature's sweep: from the cache, else computed (on the worker
+        """Show the current target's sweep: from the cache, else computed (on the worker
         thread once a view shows, after the pending generation) when automatic or ``force``."""
-        f = self.feature
-        cached = self._explainer.cached(f)
+        target = self.target
+        label = self.feature
+        cached = self.session.cached_self_explanation(target)
         if cached is not None:
-            self.self_explanation = selfexplain.select(cached, self.scale)
+            self.self_explanation = cached
             return
         if not (force or self.auto_self_explain):
-            self._explain_runner.cancel()  # drop a sweep that has not started for another feature
-            self.self_explanation = {"feature": f, "status": "off",
+            self._explain_runner.cancel()  # drop a sweep that has not started for another target
+            self.self_explanation = {"feature": label, "status": "off",
                                      "parameters": selfexplain.n_parameters(self._binding.model),
                                      "limit": selfexplain.AUTO_MAX_PARAMETERS}
             return
-        self.self_explanation = {"feature": f, "status": "running"}
-        job = lambda ticket: self._self_explain_job(f, ticket)  # noqa: E731
+        self.self_explanation = {"feature": label, "status": "running"}
+        job = lambda ticket: self._self_explain_job(target, label, ticket)  # noqa: E731
         if self._live:
             self._explain_runner.submit(job)
         else:
             self._explain_runner.run_now(job)
 
-    def _self_explain_job(self, feature: int, ticket: Ticket) -> None:
+    def _self_explain_job(self, target: Any, label: int, ticket: Ticket) -> None:
         while not self._runner.wait(0.1):  # steering first: its generation is what the user waits for
             ticket.check()
         ticket.check()
         try:
-            payload = self._explainer.compute(feature)
+            payload = self.session.self_explanation(target)
         except Exception as error:  # shown in the panel; steering keeps working
-            failed = {"feature": feature, "status": "error", "message": f"self-explanation failed: {error}"}
-            ticket.publish(lambda: self._set_self_explanation(feature, failed))
+            failed = {"feature": label, "status": "error", "message": f"self-explanation failed: {error}"}
+            ticket.publish(lambda: self._set_self_explanation(label, failed))
             return
-        ticket.publish(lambda: self._set_self_explanation(feature, selfexplain.select(payload, self.scale)))
+        ticket.publish(lambda: self._set_self_explanation(label, {**payload, "feature": label}))
 
-    def _set_self_explanation(self, feature: int, value: dict) -> None:
-        if self.feature == feature:
+    def _set_self_explanation(self, label: int, value: dict) -> None:
+        if self.feature == label:
             self.self_explanation = value
 
-    def _select_self_explanation(self) -> None:
-        """The slider moved: pick the sweep's row for the new scale (no computation)."""
-        cached = self._explainer.cached(self.feature)
-        if cached is not None:
-            self.self_explanation = selfexplain.select(cached, self.scale)
 
-    def _self_explanation_for(self, feature: int, how: Any = True) -> dict:
-        """The ``self_explanation`` trait for ``feature`` at the current scale, its sweep computed
-        if not cached (``saewidgets.export.snapshot`` stores it with each precomputed feature).
+def _key_text(request: SteerRequest) -> str:
+    """A short text key of a request (the view and the kernel compare what is shown)."""
+    import hashlib
 
-        ``how``: True (the explorer's own sweep), a dict of ``sw.self_explain`` options for
-        this sweep, or a DataFrame ``sw.self_explain`` returned (used if it has ``feature``)."""
-        feature = self._binding.check_feature(feature)
-        if hasattr(how, "columns"):
-            if not {"feature", "scale", "explanation", "chosen", "composite"} <= set(how.columns):
-                raise ValueError("self_explain= takes True/False, a dict of sw.self_explain options, or its DataFrame")
-            if feature in set(how["feature"]):
-                return selfexplain.select(self._explainer.payload(how, feature), self.scale)
-            how = True
-        if isinstance(how, Mapping):
-            return selfexplain.select(self._explainer.compute(feature, options=how), self.scale)
-        return selfexplain.select(self._explainer.compute(feature), self.scale)
+    return hashlib.sha1(repr(request.key).encode()).hexdigest()[:16]

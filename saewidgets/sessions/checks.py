@@ -6,14 +6,16 @@ import math
 import numbers
 from typing import Any, Mapping, Sequence
 
+from ..engine.decoding import LIMITS, check_float, check_int
+
 
 def check_scale(value: Any) -> float:
+    """A steering scale: a finite number within the shared limit (limits.json)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"the steering scale must be a number, got {value!r}")
-    scale = float(value)
-    if not math.isfinite(scale):
-        raise ValueError(f"the steering scale is {scale}: give a finite number (the previous scale is kept)")
-    return scale
+    from ..steering import check_scale as shared
+
+    return shared(value, "the slider")
 
 
 def check_prompt(value: Any) -> str:
@@ -24,26 +26,23 @@ def check_prompt(value: Any) -> str:
     return value
 
 
-def check_max_new_tokens(value: Any, limit: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= int(value) <= limit:
-        raise ValueError(f"the number of tokens must be a whole number from 1 to {limit}, got {value!r}")
-    return int(value)
+def check_max_new_tokens(value: Any) -> int:
+    limit = LIMITS["max_new_tokens"]
+    return check_int(value, "the number of tokens", int(limit["min"]), int(limit["max"]))
 
 
 def check_temperature(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), got {value!r}")
-    return float(value)
+    limit = LIMITS["temperature"]
+    return check_float(value, "temperature (0 means greedy)", limit["min"], limit["max"])
 
 
 def check_seed(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 0:
-        raise ValueError(f"the seed must be a whole number >= 0, got {value!r}")
-    return int(value)
+    limit = LIMITS["seed"]
+    return check_int(value, "the seed", int(limit["min"]), int(limit["max"]))
 
 
-def check_decoding(max_new_tokens: Any, temperature: Any, seed: Any, limit: int) -> None:
-    check_max_new_tokens(max_new_tokens, limit)
+def check_decoding(max_new_tokens: Any, temperature: Any, seed: Any) -> None:
+    check_max_new_tokens(max_new_tokens)
     check_temperature(temperature)
     check_seed(seed)
 
