@@ -108,10 +108,11 @@ def load_sae(
         )
     if device is None and dtype is None:
         return sae
-    converted = sae.to(device=device, dtype=dtype)
-    if check_finite and dtype is not None and dtype != sae.dtype:
-        check_finite_tensors(converted.state_tensors(), "load_sae", note=f" (after converting to {dtype})")
-    return converted
+    changes_dtype = dtype is not None and dtype != sae.dtype
+    sae = sae.to(device=device, dtype=dtype)  # in place: sae is the loader's own (or a copy)
+    if check_finite and changes_dtype:
+        check_finite_tensors(sae.state_tensors(), "load_sae", note=f" (after converting to {dtype})")
+    return sae
 
 
 # -- files --------------------------------------------------------------------------------
@@ -218,10 +219,10 @@ def _build(tensors: Mapping, cfg: dict, hook: HookPoint | None, source: str, che
     dtype = _torch_dtype(cfg.get("dtype"))
     if dtype is None or dtype == sae.dtype:
         return sae
-    converted = sae.to(dtype)
+    sae = sae.to(dtype)
     if check:
-        check_finite_tensors(converted.state_tensors(), source, note=f" (after converting to the config's dtype {dtype})")
-    return converted
+        check_finite_tensors(sae.state_tensors(), source, note=f" (after converting to the config's dtype {dtype})")
+    return sae
 
 
 def _fold_decoder_norms(t: dict, source: str, check: bool) -> None:
@@ -232,7 +233,8 @@ def _fold_decoder_norms(t: dict, source: str, check: bool) -> None:
     if len(zero):
         raise ValueError(
             f"{source}: rescale_acts_by_decoder_norm divides by the norm of each W_dec row, and "
-            f"{len(zero)} rows are zero (the first: feature {int(zero[0])}); SAELens would produce NaN too"
+            f"{len(zero)} of its rows are zero (the first: feature {int(zero[0])}); SAELens would produce NaN "
+            "there too. Drop those features or load without rescale_acts_by_decoder_norm"
         )
     t["W_enc"], t["W_dec"] = t["W_enc"] * norms, t["W_dec"] / norms[:, None]
     if "b_enc" in t:
