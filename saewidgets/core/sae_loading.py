@@ -20,7 +20,7 @@ import torch
 
 from .sae import SAE, HookPoint
 from .sae_config import json_value, normalise_config, object_config, read_config
-from .sae_weights import WEIGHT_NAMES, canonical_tensors, check_finite as check_finite_tensors, check_weights
+from .sae_weights import FLOAT_DTYPES, WEIGHT_NAMES, canonical_tensors, check_finite as check_finite_tensors, check_weights
 from .sae_weights import read_tensors  # noqa: F401  (re-exported: sw.core.sae_loading.read_tensors)
 
 _WEIGHT_FILES = ("sae_weights.safetensors", "params.safetensors", "params.npz", "sae_weights.pt")
@@ -39,7 +39,7 @@ def load_sae(
     sae_id: str | None = None,
     hook: HookPoint | str | None = None,
     device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     check_finite: bool = True,
     **config: Any,
 ) -> SAE:
@@ -68,8 +68,12 @@ def load_sae(
         raise TypeError(f"load_sae got unexpected keyword arguments {unknown}; config keys are {list(CONFIG_KEYS)}")
     if not isinstance(check_finite, bool):
         raise TypeError(f"check_finite must be True or False, got {check_finite!r}")
+    if device is not None:
+        device = _torch_device(device)
+    if isinstance(dtype, str):
+        dtype = _torch_dtype(dtype)
     if dtype is not None and not isinstance(dtype, torch.dtype):
-        raise TypeError(f"dtype must be a torch.dtype such as torch.float32, got {dtype!r}")
+        raise TypeError(f"dtype must be a torch.dtype such as torch.float32 (or its name), got {dtype!r}")
     if hook is not None and not isinstance(hook, HookPoint):
         if not isinstance(hook, str):
             raise TypeError(f"hook must be a hook name such as 'blocks.8.hook_resid_pre' or a HookPoint, got {hook!r}")
@@ -264,13 +268,25 @@ def _check_scaling_factor(t: dict) -> None:
             )
 
 
+def _torch_device(device: Any) -> torch.device:
+    if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
+        raise TypeError(f"device must be a device name such as 'cpu' or 'cuda:0' (or a torch.device), got {device!r}")
+    try:
+        parsed = torch.device(device)
+        if parsed.type not in ("cpu", "meta"):
+            torch.empty(0, device=parsed)  # reachable? (torch asserts when built without CUDA)
+    except (RuntimeError, ValueError, AssertionError) as error:
+        raise ValueError(f"cannot put the SAE on device={device!r}: {str(error).rstrip('.')}. Use e.g. 'cpu' or an available 'cuda:0'") from error
+    return parsed
+
+
 def _torch_dtype(name: Any) -> torch.dtype | None:
     if not name:
         return None
     value = getattr(torch, str(name).replace("torch.", ""), None)
     if not isinstance(value, torch.dtype):
         raise ValueError(f"unknown dtype {name!r} in the SAE config; use e.g. 'float32' or 'bfloat16'")
-    if value not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+    if value not in FLOAT_DTYPES:
         raise ValueError(f"dtype {name!r} in the SAE config is not a floating-point dtype; use e.g. 'float32' or 'bfloat16'")
     return value
 

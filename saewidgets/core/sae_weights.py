@@ -9,7 +9,6 @@ code-execution hole); ``.pkl`` files are refused.
 
 from __future__ import annotations
 
-import pickle
 import re
 import struct
 import zipfile
@@ -118,8 +117,7 @@ def _read_weights_only_torch(path: Path) -> dict[str, torch.Tensor]:
         )
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError, TypeError,
-            zipfile.BadZipFile, OSError) as error:
+    except Exception as error:  # noqa: BLE001 -- untrusted bytes: every parse failure means "not plain tensors"
         raise ValueError(
             f"refusing to load {path}: it is not a plain tensor file, and saewidgets never unpickles "
             f"arbitrary objects (convert it to safetensors). Detail: {(str(error).splitlines() or [''])[0]}"
@@ -182,6 +180,19 @@ def check_weights(t: Mapping[str, torch.Tensor], source: str) -> None:
                 f"{source}: {name} has shape {tuple(t[name].shape)}; expected a non-empty matrix "
                 "(W_enc d_in x d_sae, W_dec d_sae x d_in)"
             )
+    if "W_enc" in t and "W_dec" in t:
+        W_enc, W_dec = t["W_enc"], t["W_dec"]
+        if W_enc.shape != W_dec.shape[::-1]:
+            raise ValueError(
+                f"{source}: W_enc must be d_in x d_sae and W_dec d_sae x d_in; got W_enc {tuple(W_enc.shape)} "
+                f"and W_dec {tuple(W_dec.shape)}"
+            )
+        d_in, d_sae = W_enc.shape
+        for name in VECTOR_NAMES:
+            length = d_in if name == "b_dec" else d_sae
+            if name in t and t[name].numel() != length:
+                what = "input dimension (d_in)" if name == "b_dec" else "feature (d_sae)"
+                raise ValueError(f"{source}: {name} must have {length} values, got shape {tuple(t[name].shape)}: one per {what}")
     if "k" in t:
         k = t["k"]
         if k.numel() != 1 or k.is_complex() or not torch.isfinite(k.double()).all() or float(k) != int(float(k)) or float(k) < 1:
@@ -194,7 +205,7 @@ def check_finite(t: Mapping[str, torch.Tensor], source: str, note: str = "") -> 
     the first is. A finite sum proves a tensor finite (any NaN or inf makes every sum over it
     non-finite), so the exact scan runs only when the sum is not finite."""
     for name, tensor in t.items():
-        if not tensor.is_floating_point() or tensor.numel() == 0:
+        if not tensor.is_floating_point() or tensor.numel() == 0 or tensor.is_meta:
             continue
         total = tensor.sum(dtype=torch.float64 if tensor.dtype == torch.float64 else torch.float32)
         if bool(torch.isfinite(total)):
