@@ -71,6 +71,18 @@ def test_npz_with_object_array_is_refused(tmp_path, marker):
         sw.load_sae(directory)
 
 
+def test_npz_member_that_is_a_raw_pickle_is_refused(tmp_path, marker):
+    """A zip member that is not .npy data (numpy hands back its bytes): named, never unpickled."""
+    import zipfile
+
+    path = tmp_path / "params.npz"
+    np.savez(path, W_dec=np.zeros((4, 8), np.float32))
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("W_enc.npy", pickle.dumps(Payload(marker)))
+    with pytest.raises(ValueError, match=r"refusing to load .*params\.npz: member 'W_enc' is a pickle .*never unpickles"):
+        sw.load_sae(path)
+
+
 def test_pickle_named_npz_is_refused(tmp_path, marker):
     (tmp_path / "params.npz").write_bytes(pickle.dumps(evil_state(marker)))
     with pytest.raises(ValueError, match="refusing to load"):
