@@ -371,7 +371,10 @@ def test_corrupt_cache_file_is_recomputed(model, sae, tmp_path):
     df = self_explain(model, sae, 3, cache_dir=tmp_path, **FAST)
     (path,) = (tmp_path / "self_explain").iterdir()
     path.write_text('{"truncated": ')
-    again = self_explain(model, sae, 3, cache_dir=tmp_path, **FAST)
+    from saewidgets.self_explanation.cache import CacheEntryWarning
+
+    with pytest.warns(CacheEntryWarning, match="not valid JSON"):
+        again = self_explain(model, sae, 3, cache_dir=tmp_path, **FAST)
     assert again["generated"].tolist() == df["generated"].tolist()
     assert json.loads(path.read_text())["label"] == 3
 
