@@ -50,6 +50,11 @@ _LAZY = {
     "fit_layer_map": ".self_explanation",
     "LayerMap": ".self_explanation",
     "FeatureExplorer": ".widgets.explorer",
+    "Direction": ".core.direction",
+    "Decoding": ".engine",
+    "decompose": ".decomposition",
+    "SparseCode": ".decomposition",
+    "set_self_explain_defaults": ".self_explanation.defaults",
     "export": ".export",
 }
 

@@ -215,8 +215,11 @@ class Direction:
             out._features[f] = out._features.get(f, 0.0) + w
         out._vectors += other._vectors
         out._sae = self._sae if self._sae is not None else other._sae
-        if out.layer != other.layer:
-            out.layer = out.layer if other.layer is None else other.layer if out.layer is None else None
+        if out.layer != other.layer or out.site != other.site:
+            if out.layer is None:
+                out.layer, out.site = other.layer, other.site
+            elif other.layer is not None:
+                out.layer, out.site = None, None  # parts at different points: no single point
         return out
 
     __radd__ = __add__
