@@ -71,7 +71,7 @@ def _device_map_without_accelerate(kwargs: dict) -> None:
     else:
         raise ValueError(
             f"device_map={device_map!r} spreads the model with the accelerate package, which is not "
-            "installed: pip install accelerate, or give one device (device_map='cuda')"
+            "installed: pip install accelerate (or 'saewidgets[accelerate]'), or give one device (device_map='cuda')"
         )
 
 
