@@ -89,7 +89,8 @@ def hf_home(tmp_path_factory) -> Path:
 
 
 class FakeHub(BaseHTTPRequestHandler):
-    """Answers like the hub for two repositories: one that does not exist, one that is gated."""
+    """Answers like the hub for three repositories: one that does not exist, one that is gated,
+    one without a pipeline tag or files."""
 
     def _answer(self, body: bool) -> None:
         if "saewidgets-tests/missing" in self.path:
@@ -98,6 +99,13 @@ class FakeHub(BaseHTTPRequestHandler):
             info = {"id": "saewidgets-tests/gated", "pipeline_tag": "text-generation", "library_name": "transformers", "gated": "manual",
                     "private": False, "sha": "0" * 40, "tags": [], "siblings": []}
             status, headers, payload = 200, {"Content-Type": "application/json"}, json.dumps(info).encode()
+        elif self.path.startswith("/api/models/saewidgets-tests/untagged/tree/"):  # no files at all
+            status, headers, payload = 200, {"Content-Type": "application/json"}, b"[]"
+        elif self.path.startswith("/api/models/saewidgets-tests/untagged"):  # no pipeline_tag
+            info = {"id": "saewidgets-tests/untagged", "library_name": "transformers", "sha": "0" * 40}
+            status, headers, payload = 200, {"Content-Type": "application/json"}, json.dumps(info).encode()
+        elif "saewidgets-tests/untagged" in self.path:
+            status, headers, payload = 404, {"X-Error-Code": "EntryNotFound"}, b'{"error":"Entry not found"}'
         elif "saewidgets-tests/gated" in self.path:
             status, payload = 401, b'{"error":"Access to model saewidgets-tests/gated is restricted."}'
             headers = {"X-Error-Code": "GatedRepo", "X-Error-Message": "Access to model saewidgets-tests/gated is restricted."}
@@ -163,13 +171,19 @@ def test_offline_cache_miss_and_hit(hf_home):
 
 
 @pytest.mark.slow
-def test_not_found_and_gated(hf_home, fake_hub):
-    results = run_worker(["saewidgets-tests/missing", "saewidgets-tests/gated"], HF_HOME=str(hf_home), HF_ENDPOINT=fake_hub)
+def test_not_found_gated_and_untagged(hf_home, fake_hub):
+    specs = ["saewidgets-tests/missing", "saewidgets-tests/gated", "saewidgets-tests/untagged"]
+    results = run_worker(specs, HF_HOME=str(hf_home), HF_ENDPOINT=fake_hub)
     missing = assert_ours(results["saewidgets-tests/missing"], "saewidgets-tests/missing")
     assert "the hub has no repository 'saewidgets-tests/missing'" in missing and "check the id's spelling" in missing
     gated = assert_ours(results["saewidgets-tests/gated"], "saewidgets-tests/gated")
     assert "is gated" in gated and "https://huggingface.co/saewidgets-tests/gated" in gated
     assert "hf auth login" in gated and "huggingface-cli" not in gated
+    # No pipeline tag: taken for a causal LM, so the load goes on to the files; it has none.
+    untagged = results["saewidgets-tests/untagged"]
+    assert untagged["type"] == "ValueError", untagged
+    assert untagged["message"].startswith("could not load model 'saewidgets-tests/untagged': it is not a local directory")
+    assert "pipeline_tag" not in untagged["message"] and "tokenizer" in untagged["message"], untagged
 
 
 @pytest.mark.slow

@@ -111,10 +111,7 @@ def _load_from_path_or_hub(spec: str, tokenizer: Any, kwargs: dict) -> Any:
         if hub_offline():
             kwargs.setdefault("task", "text-generation")  # nnsight cannot ask the hub for the task offline
         elif kwargs.get("task") is None:
-            from transformers.pipelines import get_task
-
-            # One quick request: an unreachable hub or an unknown id fails here, before any download.
-            kwargs["task"] = get_task(spec, token=kwargs.get("token"))
+            kwargs["task"] = _hub_task(spec, kwargs.get("token"))
         if tokenizer is None:
             # nnsight 0.8 finds the tokenizer of a hub model it has not dispatched through a pipeline
             # flag that transformers 5 dropped ("Impossible to guess which tokenizer to use"): load it here.
@@ -141,6 +138,20 @@ def _hub_load_error(spec: str, path: Path, error: Exception, failure: HubFailure
         )
     cached = cached_on_disk(spec, "config.json", revision)
     return hub_error(lead, spec, failure, cached=cached, alternative=alternative)
+
+
+def _hub_task(spec: str, token: Any) -> str:
+    """The model's pipeline task, from one quick hub request: an unreachable hub or an
+    unknown id fails here, before any download. A repository without a pipeline tag is
+    taken for what saewidgets works with, a causal LM."""
+    from transformers.pipelines import get_task
+
+    try:
+        return get_task(spec, token=token)
+    except RuntimeError as error:
+        if hub_failure(error) is not None:
+            raise
+        return "text-generation"
 
 
 def _hub_tokenizer(spec: str, kwargs: dict) -> Any:
