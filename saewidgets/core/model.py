@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from .hub_errors import HubFailure, cached_on_disk, hub_error, hub_failure, hub_offline
 from .layout import ModelLayout
 
 # Layouts live beside the models, not in them: whatever sits in an nnsight model's
@@ -70,7 +71,7 @@ def _device_map_without_accelerate(kwargs: dict) -> None:
     else:
         raise ValueError(
             f"device_map={device_map!r} spreads the model with the accelerate package, which is not "
-            "installed: pip install accelerate, or give one device (device_map='cuda')"
+            "installed: pip install accelerate (or 'saewidgets[accelerate]'), or give one device (device_map='cuda')"
         )
 
 
@@ -106,22 +107,58 @@ def _load_from_path_or_hub(spec: str, tokenizer: Any, kwargs: dict) -> Any:
         raise ValueError(f"{path} is a file; give the model's directory (with config.json) instead")
     if path.is_absolute() or spec.startswith((".", "~")) or spec.count("/") > 1:
         raise FileNotFoundError(f"no model directory at {path}; check the path (it does not exist)")
-    if _hub_offline():
-        kwargs.setdefault("task", "text-generation")
     try:
+        if hub_offline():
+            kwargs.setdefault("task", "text-generation")  # nnsight cannot ask the hub for the task offline
+        elif kwargs.get("task") is None:
+            kwargs["task"] = _hub_task(spec, kwargs.get("token"))
+        if tokenizer is None:
+            # nnsight 0.8 finds the tokenizer of a hub model it has not dispatched through a pipeline
+            # flag that transformers 5 dropped ("Impossible to guess which tokenizer to use"): load it here.
+            tokenizer = _hub_tokenizer(spec, kwargs)
         return TransformersModel(spec, tokenizer=tokenizer, **kwargs)
-    except (OSError, ValueError) as error:
-        raise ValueError(
-            f"could not load model {spec!r}: it is not a local directory, and loading it from the "
-            f"Hugging Face hub failed ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
-            "Check the id and your network (or the local cache when HF_HUB_OFFLINE=1), or give a local directory."
-        ) from error
+    except Exception as error:
+        failure = hub_failure(error)
+        if failure is None and not isinstance(error, (OSError, ValueError)):
+            raise
+        raise _hub_load_error(spec, path, error, failure, kwargs.get("revision")) from error
 
 
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
+def _hub_load_error(spec: str, path: Path, error: Exception, failure: HubFailure | None, revision: str | None) -> ValueError:
+    lead = (
+        f"could not load model {spec!r}: it is not a local directory (nothing at {path.absolute()}), "
+        "and loading it from the Hugging Face hub failed"
+    )
+    alternative = "give a local directory (model.save_pretrained(path) and tokenizer.save_pretrained(path))"
+    if failure is None:
+        first = str(error).splitlines()[0] if str(error) else ""
+        return ValueError(
+            f"{lead} ({type(error).__name__}: {first}). Check the id and your network (or the local cache "
+            f"when HF_HUB_OFFLINE=1), or {alternative}."
+        )
+    cached = cached_on_disk(spec, "config.json", revision)
+    return hub_error(lead, spec, failure, cached=cached, alternative=alternative)
 
-    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+def _hub_task(spec: str, token: Any) -> str:
+    """The model's pipeline task, from one quick hub request: an unreachable hub or an
+    unknown id fails here, before any download. A repository without a pipeline tag is
+    taken for what saewidgets works with, a causal LM."""
+    from transformers.pipelines import get_task
+
+    try:
+        return get_task(spec, token=token)
+    except RuntimeError as error:
+        if hub_failure(error) is not None:
+            raise
+        return "text-generation"
+
+
+def _hub_tokenizer(spec: str, kwargs: dict) -> Any:
+    from transformers import AutoTokenizer
+
+    options = {key: kwargs[key] for key in ("revision", "token", "trust_remote_code") if key in kwargs}
+    return AutoTokenizer.from_pretrained(spec, **options)
 
 
 def _local_tokenizer(path: Path) -> Any:

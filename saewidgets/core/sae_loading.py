@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import torch
 
+from .hub_errors import cached_on_disk, hub_error, hub_failure
 from .sae import SAE, HookPoint
 from .sae_config import json_value, normalise_config, object_config, read_config
 from .sae_weights import FLOAT_DTYPES, WEIGHT_NAMES, canonical_tensors, check_finite as check_finite_tensors, check_weights
@@ -323,8 +324,32 @@ def _saelens_release(release: str, sae_id: str) -> Any:
             "load_sae(release=..., sae_id=...) resolves through SAELens's directory, which needs "
             "sae-lens: pip install 'saewidgets[saelens]' (or download the SAE and give its directory)"
         ) from error
-    loaded = SAELensSAE.from_pretrained(release, sae_id)
+    try:
+        loaded = SAELensSAE.from_pretrained(release, sae_id)
+    except Exception as error:
+        failure = hub_failure(error)
+        if failure is None:
+            raise  # SAELens's own checks (unknown release or sae_id) say what is wrong
+        repo_id, folder = _saelens_location(release, sae_id)
+        raise hub_error(
+            f"could not load SAE release={release!r}, sae_id={sae_id!r}: SAELens finds it in the hub repository "
+            f"{repo_id} (folder {folder!r}), and downloading it failed",
+            repo_id, failure, cached=cached_on_disk(repo_id, f"{folder}/cfg.json"),
+            alternative=f"download that folder (hf download {repo_id} --include '{folder}/*' --local-dir DIR) "
+            f"and give its path: load_sae('DIR/{folder}')",
+            include=f"{folder}/*",
+        ) from error
     return loaded[0] if isinstance(loaded, tuple) else loaded
+
+
+def _saelens_location(release: str, sae_id: str) -> tuple[str, str]:
+    """The hub repository and folder SAELens's directory gives for ``release``/``sae_id``."""
+    try:
+        from sae_lens.loading.pretrained_saes_directory import get_repo_id_and_folder_name
+
+        return get_repo_id_and_folder_name(release, sae_id)
+    except Exception:  # noqa: BLE001 - an internal SAELens helper; fall back to what was asked
+        return release, sae_id
 
 
 def save_sae(sae: SAE, directory: str | os.PathLike) -> Path:

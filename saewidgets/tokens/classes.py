@@ -51,7 +51,7 @@ GROUPS = ("starts_with_space", "case", "length", "first_letter", "token_type", "
 _PUNCT = re.compile(r"[^\w\s]+")
 _POS_HELP = (
     "part-of-speech classes need NLTK and its tagger data, installed beforehand "
-    "(saewidgets never downloads data): pip install nltk && "
+    "(saewidgets never downloads data): pip install 'saewidgets[pos]' (or pip install nltk, 3.9 or newer) && "
     "python -m nltk.downloader averaged_perceptron_tagger_eng — or pass tagger=<callable "
     "mapping a list of words to a list of tags>"
 )
