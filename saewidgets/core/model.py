@@ -27,8 +27,8 @@ def load_model(spec: Any, tokenizer: Any = None, *, layout: dict | ModelLayout |
     ``spec`` is a hub id, a local Hugging Face directory, a transformers model
     (pass ``tokenizer=`` unless its files sit in the directory it was loaded from)
     or an existing nnsight model (returned as is). Keyword arguments such as
-    ``device_map``, ``dtype`` and ``dispatch`` pass through to nnsight; local
-    directories load offline and are dispatched right away unless ``dispatch=False``.
+    ``device_map``, ``dtype`` and ``dispatch`` pass through to nnsight; models load their weights
+    right away unless ``dispatch=False`` (local directories offline).
     ``layout`` gives module paths (``blocks``, ``embed``, ``final_norm``, ``unembed``)
     for a model family that is not recognised.
     """
@@ -112,6 +112,9 @@ def _load_from_path_or_hub(spec: str, tokenizer: Any, kwargs: dict) -> Any:
             kwargs.setdefault("task", "text-generation")  # nnsight cannot ask the hub for the task offline
         elif kwargs.get("task") is None:
             kwargs["task"] = _hub_task(spec, kwargs.get("token"))
+        # Load the weights now, as for local folders: the logit lens reads W_U and W_dec locally
+        # (dispatch=False keeps nnsight's lazy meta model, e.g. for remote=True on NDIF).
+        kwargs.setdefault("dispatch", True)
         if tokenizer is None:
             # nnsight 0.8 finds the tokenizer of a hub model it has not dispatched through a pipeline
             # flag that transformers 5 dropped ("Impossible to guess which tokenizer to use"): load it here.
