@@ -17,7 +17,7 @@ def organism(device: str | torch.device | None = None) -> tuple[Any, Any]:
     """
     from saewidgets import load_model, load_sae
 
-    kwargs = {"device_map": str(device)} if device is not None else {}
+    kwargs: dict[str, Any] = {"device_map": str(device)} if device is not None else {}
     model = load_model(MODEL_DIR, **kwargs)
     sae = load_sae(SAE_DIR, device=device)
     return model, sae
@@ -27,5 +27,6 @@ def organism_raw(device: str | torch.device = "cpu") -> tuple[Any, Any]:
     """The organism as a plain `transformers.GPT2LMHeadModel` (eval mode) and its tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(MODEL_DIR).to(device).eval()
+    model: Any = AutoModelForCausalLM.from_pretrained(MODEL_DIR)
+    model = model.to(device).eval()
     return model, AutoTokenizer.from_pretrained(MODEL_DIR)

@@ -260,12 +260,12 @@ class _Item:
     label: Any
     tag: str
     direction: torch.Tensor
-    inject: torch.Tensor | None = None  # what is patched in: the direction, or its map
-    scales: np.ndarray | None = None
+    inject: Any = None  # what is patched in: the direction, or its map (a tensor once set up)
+    scales: Any = None  # np.ndarray once set up
     min_scale: float = 0.0
     key: str = ""
     path: Any = None
-    entry: dict | None = None
+    entry: Any = None  # the cache entry (a dict) once computed or loaded
 
 
 def _feature_items(setup: _Setup, feature: Any) -> list[_Item]:
@@ -453,9 +453,9 @@ def _assemble(setup: _Setup, prompt: SelfExplainPrompt, items: list[_Item], refe
     frames, chosen_scale, chosen_text, failed, best_texts = [], {}, {}, {}, {}
     for item in items:
         entry = item.entry
-        scales = np.asarray(entry["scales"], dtype=float)
-        selfsim = np.asarray(entry["self_similarity"], dtype=float)
-        ce = np.asarray(entry["cross_entropy"], dtype=float)
+        scales = np.asarray(entry["scales"], dtype=np.float64)
+        selfsim = np.asarray(entry["self_similarity"], dtype=np.float64)
+        ce = np.asarray(entry["cross_entropy"], dtype=np.float64)
         explanations = [cut_explanation(text, prompt.stop) for text in entry["generated"]]
         defaults = _default_answers(entry, prompt.stop)
         default = np.array([not text or text in defaults for text in explanations])

@@ -74,6 +74,7 @@ def normalise_explanations(explanations: Any, n_features: int) -> dict[int, str]
     """``{feature: text}`` from a dict or a DataFrame (columns feature/index + explanation/description)."""
     if explanations is None:
         return {}
+    pairs: Any
     if hasattr(explanations, "columns"):  # a DataFrame
         frame = explanations
         text_col = next((c for c in ("explanation", "description", "text") if c in frame.columns), None)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ..core.binding import Binding
 from ..core.direction import Direction
 from ..engine import Decoding
-from ..steering import Continuation, steer, steer_variants, steering_direction
+from ..steering import steer, steer_variants, steering_direction
 from . import checks
 from .generation import GenerationView, LRUCache, Side, side_from_ids
 from .lens import FeatureLens, default_class, search_features, title as binding_title
@@ -153,7 +153,9 @@ class ExplorerSession:
 
     def _index(self, target: Target) -> int:
         if isinstance(target, Direction):
-            return int(target.feature_index)
+            if target.feature_index is None:
+                raise ValueError(f"{target.name!r} is not one SAE feature")
+            return target.feature_index
         return self.binding.check_feature(target)
 
     # -- steering ---------------------------------------------------------------------------

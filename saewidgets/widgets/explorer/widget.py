@@ -8,6 +8,7 @@ it without a kernel), every computation is a method of its ``ExplorerSession``
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -114,7 +115,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     rankings = t.Dict().tag(sync=True)
     stats_progress = t.Dict().tag(sync=True)
     search = t.Unicode("").tag(sync=True)
-    search_results = t.List().tag(sync=True)
+    search_results: t.List = t.List().tag(sync=True)
 
     # steering
     scale = t.Float(0.0).tag(sync=True)
@@ -167,6 +168,9 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
                                        typical_activation=typical_activation, bins=bins, remote=remote,
                                        self_explain_options=self_explain_options)
         self._direction: Direction | None = None  # a raw target (feature == -1)
+        # feature_info is computed on the kernel's thread and on the statistics worker: one at a time,
+        # so that a slower, older computation never overwrites a newer one (e.g. without enrichment)
+        self._info_lock = threading.RLock()
         self._runner = LatestRequestRunner(debounce, on_busy=self._on_busy, name="saewidgets-explorer")
         self._stats_runner = LatestRequestRunner(0.0, name="saewidgets-explorer-stats")
         self._explain_runner = LatestRequestRunner(0.0, name="saewidgets-explorer-self-explain")
@@ -219,8 +223,8 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
 
     @direction.setter
     def direction(self, value: Any) -> None:
-        if isinstance(value, Direction) and value.is_feature and value.sae is self._binding.sae:
-            self.feature = int(value.feature_index)
+        if isinstance(value, Direction) and value.feature_index is not None and value.sae is self._binding.sae:
+            self.feature = value.feature_index
             return
         raw = self._raw_target(value)
         with self.hold_sync():
@@ -421,23 +425,29 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     # -- the target's logit lens ----------------------------------------------------
     def _show_target(self) -> None:
         target = self.target
-        try:
-            info = self.session.feature_info(target, self.token_class)
-            hist = self.session.histogram(target, self.token_class)
-            scale_range = self.session.scale_range(target)
-        except ValueError as error:
-            self.error = str(error)
-            return
-        with self.hold_sync():
-            self.direction_info = self._direction.describe() if self.feature == -1 and self._direction else {}
-            self.feature_info = info
-            self.histogram = hist
-            self.scale_range = scale_range
+        with self._info_lock:
+            try:
+                info = self.session.feature_info(target, self.token_class)
+                hist = self.session.histogram(target, self.token_class)
+                scale_range = self.session.scale_range(target)
+            except ValueError as error:
+                self.error = str(error)
+                return
+            with self.hold_sync():
+                self.direction_info = self._direction.describe() if self.feature == -1 and self._direction else {}
+                self.feature_info = info
+                self.histogram = hist
+                self.scale_range = scale_range
 
     def _show_histogram(self) -> None:
         target = self.target
-        self.histogram = self.session.histogram(target, self.token_class)
-        self.feature_info = self.session.feature_info(target, self.token_class)
+        with self._info_lock:
+            self.histogram = self.session.histogram(target, self.token_class)
+            self.feature_info = self.session.feature_info(target, self.token_class)
+
+    def _refresh_info(self) -> None:
+        with self._info_lock:
+            self.feature_info = self.session.feature_info(self.target, self.token_class)
 
     def _with_range(self, entry: dict) -> dict:
         return {**entry, **self.session.scale_range(entry["feature"])}
@@ -460,7 +470,8 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             except Superseded:
                 raise
             except Exception as error:  # shown in the widget; the rest keeps working
-                ticket.publish(lambda: setattr(self, "error", f"feature statistics failed: {error}"))
+                message = f"feature statistics failed: {error}"  # (`error` is unbound after the except block)
+                ticket.publish(lambda: setattr(self, "error", message))
                 return
             ticket.publish(self._finish_stats)
 
@@ -470,7 +481,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         with self.hold_sync():
             self.stats_progress = {}
             self._guard(self._show_rankings)
-            self._guard(lambda: setattr(self, "feature_info", self.session.feature_info(self.target, self.token_class)))
+            self._guard(self._refresh_info)
             if self.search:
                 self.search_results = self.session.search(self.search)
 
@@ -493,7 +504,8 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             try:
                 self.session.lens.enrichment_scores(name)
             except Exception as error:
-                ticket.publish(lambda: setattr(self, "error", f"enrichment failed: {error}"))
+                message = f"enrichment failed: {error}"
+                ticket.publish(lambda: setattr(self, "error", message))
                 return
             ticket.publish(self._finish_stats)
 
