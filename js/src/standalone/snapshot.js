@@ -14,7 +14,7 @@ import { asDataView, unpack } from "./packing.js";
 
 const FIXED_INPUTS = ["prompt", "max_new_tokens", "temperature", "seed", "steering"];
 
-function nearest(grid, value) {
+export function nearest(grid, value) {
   let best = 0;
   for (let i = 1; i < grid.length; i++) if (Math.abs(grid[i] - value) < Math.abs(grid[best] - value)) best = i;
   return best;
