@@ -81,11 +81,14 @@ export function snapshotModel(model) {
 
   function generation(entry, index) {
     const steering = (model.get("steering") || []).filter((e) => e.feature !== entry.feature);
+    const raw = entry.feature === -1; // a direction explorer: its raw direction at the grid scale
+    const direction = raw ? { name: (model.get("direction_info") || {}).name || "direction", scale: entry.scales[index] } : null;
     return {
       id: `snapshot-${entry.feature}-${index}`,
       status: "done",
       prompt: snapshot.inputs.prompt,
-      features: [...steering.map((e) => [e.feature, e.scale]), [entry.feature, entry.scales[index]]],
+      direction,
+      features: [...steering.map((e) => [e.feature, e.scale]), ...(raw ? [] : [[entry.feature, entry.scales[index]]])],
       max_new_tokens: snapshot.inputs.max_new_tokens,
       temperature: snapshot.inputs.temperature,
       seed: snapshot.inputs.seed,
