@@ -159,7 +159,9 @@ def take_snapshot(
     start = time.perf_counter()
     reader = ExplorerReader(explorer)
     current = explorer.feature
-    chosen = list(dict.fromkeys([current, *(explorer.binding.check_features(features) if features is not None else [])]))
+    listed = [] if features is None else [f for f in (features if isinstance(features, (list, tuple)) else [features])
+                                            if not (f == -1 and current == -1)]  # -1: the explorer's direction
+    chosen = list(dict.fromkeys([current, *(explorer.binding.check_features(listed) if listed else [])]))
     classes = _classes(explorer, token_classes)
     grids = _grids(explorer, reader, chosen, None if scales is None else check_scales(scales), n_scales)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:

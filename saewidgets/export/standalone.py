@@ -121,7 +121,7 @@ def save_explorer_html(explorer: Any, path: str | Path, *, features: Any = None,
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"{path.name!r}: save_html writes HTML; give a path ending in .html")
-    chosen = explorer.binding.check_features(features) if features is not None else []
+    chosen = explorer.binding.check_features(features) if features is not None else []  # (-1: a direction explorer's own)
     wanted = list(dict.fromkeys([explorer.feature, *chosen]))
     if not covers(explorer, wanted, scales):
         summary = explorer.snapshot(scales=scales, features=wanted, **options)

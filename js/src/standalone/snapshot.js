@@ -31,7 +31,8 @@ function describe(snapshot) {
   const features = Object.keys(snapshot.items).map(Number);
   const counts = features.map((f) => (snapshot.items[f].scales || []).length);
   const scales = Math.max(0, ...counts);
-  const list = features.length <= 8 ? features.map((f) => `#${f}`).join(", ") : `${features.length} features`;
+  const name = (f) => (f === -1 ? "the direction" : `#${f}`);
+  const list = features.length <= 8 ? features.map(name).join(", ") : `${features.length} features`;
   const prompt = snapshot.inputs && snapshot.inputs.prompt;
   return `${list} × ${scales} scales${prompt ? ` for the prompt ${JSON.stringify(prompt)}` : ""}`;
 }
