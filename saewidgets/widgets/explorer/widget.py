@@ -39,6 +39,30 @@ VALIDATED = ("feature", "scale", "prompt", "max_new_tokens", "temperature", "see
              "steering")
 
 
+class _Checked(t.TraitType):
+    """A number trait whose value is checked by the widget's own validator (one clear ValueError for
+    a wrong type or a value out of range, from Python; an error banner from the view)."""
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        return value
+
+
+class _Int(_Checked, t.Int):
+    pass
+
+
+class _Float(_Checked, t.Float):
+    pass
+
+
+class _Text(_Checked, t.Unicode):
+    pass
+
+
+class _Entries(_Checked, t.List):
+    pass
+
+
 class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     """Explore one SAE feature, or any direction, at a time, live.
 
@@ -103,28 +127,28 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     n_features = t.Int(0).tag(sync=True)
 
     # the target (a feature, or a raw direction when feature == -1) and what is shown about it
-    feature = t.Int(0).tag(sync=True)
+    feature = _Int(0).tag(sync=True)
     direction_info = t.Dict().tag(sync=True)
     feature_info = t.Dict().tag(sync=True)
     class_names = t.List(t.Unicode()).tag(sync=True)
-    token_class = t.Unicode("").tag(sync=True)
+    token_class = _Text("").tag(sync=True)
     histogram = t.Dict().tag(sync=True)
 
     # picking features
-    rank_by = t.Unicode("skew").tag(sync=True)
+    rank_by = _Text("skew").tag(sync=True)
     rankings = t.Dict().tag(sync=True)
     stats_progress = t.Dict().tag(sync=True)
     search = t.Unicode("").tag(sync=True)
     search_results: t.List = t.List().tag(sync=True)
 
     # steering
-    scale = t.Float(0.0).tag(sync=True)
+    scale = _Float(0.0).tag(sync=True)
     scale_range = t.Dict().tag(sync=True)
-    steering = t.List(t.Dict()).tag(sync=True)
-    prompt = t.Unicode(DEFAULT_PROMPT).tag(sync=True)
-    max_new_tokens = t.Int(20).tag(sync=True)
-    temperature = t.Float(0.0).tag(sync=True)
-    seed = t.Int(0).tag(sync=True)
+    steering = _Entries([]).tag(sync=True)
+    prompt = _Text(DEFAULT_PROMPT).tag(sync=True)
+    max_new_tokens = _Int(20).tag(sync=True)
+    temperature = _Float(0.0).tag(sync=True)
+    seed = _Int(0).tag(sync=True)
     generation = t.Dict().tag(sync=True)
 
     # status
@@ -188,7 +212,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         token_class = token_class or self.session.default_class()
         if token_class not in names:
             raise ValueError(f"unknown token class {token_class!r}; choose one of {names}")
-        entries = [checks.check_entry(binding, entry) for entry in (steering or [])]
+        entries = checks.check_entries(binding, list(steering or []))
         if auto_self_explain is None:
             auto_self_explain = selfexplain.auto_default(binding.model)
         elif not isinstance(auto_self_explain, bool):
@@ -310,12 +334,16 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             self._accepted[change["name"]] = change["new"]
 
     def _checked(self, proposal: Any, check: Callable[[Any], Any]) -> Any:
+        """A bad value set from Python raises a ValueError (the state is kept); one from the view
+        shows in the error banner and the view goes back to the last good value."""
         if not getattr(self, "_ready", False):
-            return proposal["value"]
+            return check(proposal["value"])
         try:
             return check(proposal["value"])
         except ValueError as error:
-            return self._reject(proposal["trait"].name, error)
+            if getattr(self, "_property_lock", None):  # the change came from the view
+                return self._reject(proposal["trait"].name, error)
+            raise
 
     def _check_feature(self, value: Any) -> int:
         if value == -1 and self._direction is not None:
@@ -356,8 +384,8 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
 
     @t.validate("steering")
     def _valid_steering(self, proposal):
-        return self._checked(proposal, lambda entries: [self._with_range(checks.check_entry(self._binding, e))
-                                                        for e in entries])
+        return self._checked(proposal, lambda entries: [self._with_range(e)
+                                                        for e in checks.check_entries(self._binding, entries)])
 
     # -- reactions ------------------------------------------------------------------
     @t.observe("feature")
