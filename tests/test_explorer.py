@@ -592,3 +592,29 @@ def test_steer_waits_for_the_model_lock(pair):
         direct(pair, {3: 1.0}, n=2)  # the holder itself may steer
     assert done.wait(60)
     worker.join()
+
+
+def test_a_running_sweep_never_delays_a_steering_generation(pair):
+    """The sweep runs in small batches and lets a pending steering generation go first between them."""
+    model, sae = pair
+    ex = sw.FeatureExplorer(model, sae, feature=3, prompt=PROMPT, max_new_tokens=3, debounce=0.0,
+                            auto_self_explain=False,
+                            self_explain_options={"max_new_tokens": 3, "scales": [0.05 * i for i in range(96)]})
+    try:
+        go_live(ex)
+        assert ex.wait(30)
+        seen: list[tuple[str, str]] = []
+        ex.observe(lambda c: seen.append(("generation", c["new"].get("status", ""))), "generation")
+        ex.observe(lambda c: seen.append(("sweep", c["new"].get("status", ""))), "self_explanation")
+        ex._handle_custom_msg({"type": "self_explain"}, [])  # the panel's button: a long sweep starts
+        deadline = time.monotonic() + 30
+        while not ex._explain_runner.busy and time.monotonic() < deadline:  # wait until the sweep runs
+            time.sleep(0.01)
+        ex.scale = 2.0  # the user moves the slider while the sweep runs
+        assert ex.wait(120)
+        done_generation = seen.index(("generation", "done"))
+        done_sweep = seen.index(("sweep", "done"))
+        assert done_generation < done_sweep, seen
+    finally:
+        ex.close()
+

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -58,6 +58,7 @@ def self_explain(
     remote: Any = False,
     cache_dir: Any = None,
     progress: bool = True,
+    between_batches: Callable[[], None] | None = None,
 ) -> pd.DataFrame:
     """Have the model explain ``feature`` (or ``features=[...]``) over a sweep of scales.
 
@@ -117,6 +118,8 @@ def self_explain(
         remote: passed to nnsight (``True`` for NDIF, ``"local"`` to test serialisation).
         cache_dir: folder for the JSON cache (default: ``$SAEWIDGETS_CACHE`` if set, else
             no cache; ``False``: off).
+        between_batches: called before each batch of rows (the model is free then); the explorer
+            passes one that waits while a steering generation is pending, or raises to stop.
     """
     if features is not None:
         if feature is not None:
@@ -185,7 +188,7 @@ def self_explain(
         item.path = cache.entry_path(folder, item.tag, item.key)
         item.entry = cache.load_entry(item.path, item.key)
 
-    _run_missing(setup, prompt, items, baseline, decoding, batch_size, remote, progress)
+    _run_missing(setup, prompt, items, baseline, decoding, batch_size, remote, progress, between_batches)
     df = _assemble(setup, prompt, items, reference_norm, failure)
     df.attrs["mapped"] = layer_map is not None
     return df
@@ -351,7 +354,8 @@ class _References:
 
 
 def _run_missing(setup: _Setup, prompt: SelfExplainPrompt, items: list[_Item], baseline: torch.Tensor,
-                 decoding: Decoding, batch_size: int, remote: Any, progress: bool) -> None:
+                 decoding: Decoding, batch_size: int, remote: Any, progress: bool,
+                 between_batches: Callable[[], None] | None = None) -> None:
     """Generate every row not in the cache, in chunks of ``batch_size`` rows; save per feature.
 
     The first rows of the first chunk are the references (zero vector, baseline, nothing
@@ -378,6 +382,8 @@ def _run_missing(setup: _Setup, prompt: SelfExplainPrompt, items: list[_Item], b
                disable=not progress)
     try:
         for start in range(0, len(vectors), batch_size):
+            if between_batches is not None:
+                between_batches()
             rows = [Row(ids, () if v is None else (Edit(setup.layer, v, op="replace", positions=prompt.positions),))
                     for v in vectors[start:start + batch_size]]
             try:

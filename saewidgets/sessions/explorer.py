@@ -239,10 +239,12 @@ class ExplorerSession:
         return not isinstance(target, Direction) or self._is_own_feature(target)
 
     # -- self-explanation -------------------------------------------------------------------
-    def self_explanation(self, target: Target, options: Mapping[str, Any] | None = None) -> dict:
-        """The self-explanation panel's JSON for ``target`` (one sweep, cached unless ``options``)."""
+    def self_explanation(self, target: Target, options: Mapping[str, Any] | None = None,
+                         between_batches: Callable[[], None] | None = None) -> dict:
+        """The self-explanation panel's JSON for ``target`` (one sweep, cached unless ``options``).
+        ``between_batches`` runs between its batches (the explorer lets steering go first there)."""
         key = self._index(target) if self._is_feature_target(target) else target
-        return self.explainer.compute(key, options=options)
+        return self.explainer.compute(key, options=options, between_batches=between_batches)
 
     def cached_self_explanation(self, target: Target) -> dict | None:
         key = self._index(target) if self._is_feature_target(target) else target

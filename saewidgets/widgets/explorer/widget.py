@@ -620,11 +620,15 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             self._explain_runner.run_now(job)
 
     def _self_explain_job(self, target: Any, label: int, ticket: Ticket) -> None:
-        while not self._runner.wait(0.1):  # steering first: its generation is what the user waits for
+        def steering_first() -> None:  # before each batch of the sweep: a pending steering generation runs first
+            while not self._runner.wait(0.1):
+                ticket.check()
             ticket.check()
-        ticket.check()
+
         try:
-            payload = self.session.self_explanation(target)
+            payload = self.session.self_explanation(target, between_batches=steering_first)
+        except Superseded:
+            raise
         except Exception as error:  # shown in the panel; steering keeps working
             failed = {"feature": label, "status": "error", "message": f"self-explanation failed: {error}"}
             ticket.publish(lambda: self._set_self_explanation(label, failed))
