@@ -566,6 +566,7 @@ def _one_feature(df: pd.DataFrame, feature: Any) -> pd.DataFrame:
 
 def self_explanation_chart(df: pd.DataFrame, current_scale: float | None = None, feature: Any = None):
     """Metric curves against scale (altair), the chosen scale (dashed) and ``current_scale`` marked."""
+    from ..chart import Chart
     from .chart import self_explanation_chart as chart
 
-    return chart(df, current_scale=current_scale, feature=feature)
+    return Chart(chart(df, current_scale=current_scale, feature=feature).to_dict())

@@ -18,7 +18,7 @@ import numpy as np
 from ..core.binding import Binding
 from ..core.direction import Direction
 from ..engine import Read, Row, trace
-from ..logit_lens.charts import histogram_spec
+from ..logit_lens.charts import histogram_payload
 
 TOP_TOKENS = 10  # promoted / suppressed tokens shown for a feature
 LABEL_TOKENS = 3  # top tokens used as a feature's label in lists
@@ -247,18 +247,6 @@ class FeatureLens:
 def repr_token(token: str) -> str:
     """A token as a list label: quoted, so leading spaces show."""
     return "'" + token.replace("\n", "\\n") + "'"
-
-
-def histogram_payload(raw: Mapping[str, Any], feature: int | None, token_class: str) -> dict:
-    """``{feature, class, edges, series: [{name, counts}], xlabel}`` from ``sw.logit_histogram``."""
-    edges = [float(e) for e in raw["edges"]]
-    counts = raw["counts"]
-    series = [{"name": str(name), "counts": [int(c) for c in counts[name]]} for name in raw["labels"]]
-    xlabel = "cosine with unembedding" if raw.get("cosine") else "logit weight"
-    payload: dict[str, Any] = {"feature": feature, "class": token_class, "edges": edges, "series": series, "xlabel": xlabel,
-               "yscale": "sqrt"}
-    payload["spec"] = histogram_spec(payload)
-    return payload
 
 
 def search_features(query: str, labels: Mapping[int, list[str]], explanations: Mapping[int, str],
