@@ -12,7 +12,16 @@ export function themedChartSpec(spec, colours) {
   const config = copy.config || {};
   copy.config = { ...config, ...theme, axis: { ...(config.axis || {}), ...theme.axis }, legend: { ...(config.legend || {}), ...theme.legend } };
   copy.background = "transparent";
+  recolourBlack(copy, colours.text1); // rules drawn in black (the chosen scale) follow the theme's text colour
   return copy;
+}
+
+function recolourBlack(node, colour) {
+  if (Array.isArray(node)) node.forEach((child) => recolourBlack(child, colour));
+  else if (node && typeof node === "object") {
+    if (node.mark && typeof node.mark === "object" && node.mark.color === "black") node.mark.color = colour;
+    Object.values(node).forEach((child) => recolourBlack(child, colour));
+  }
 }
 
 export function renderChart(el, store) {
