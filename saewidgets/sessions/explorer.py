@@ -169,6 +169,10 @@ class ExplorerSession:
             feature = self._index(target)
         return SteerRequest(prompt, steering_features(feature, scale, entries), decoding, direction, float(scale))
 
+    def generations(self) -> list[dict]:
+        """The finished generations this session holds (oldest first), as the ``generation`` JSON."""
+        return self._results.values()
+
     def cached_generation(self, request: SteerRequest) -> dict | None:
         return self._results.get(request.key)
 
