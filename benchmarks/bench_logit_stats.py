@@ -89,10 +89,15 @@ def worker(kind: str, n_features: int, chunk: int) -> dict:
         with torch.no_grad():
             for i in range(0, n_features, chunk):
                 W_dec[i : i + chunk] @ W_U
-    else:
+    elif kind == "stats":
         import saewidgets as sw
 
         table = sw.logit_stats(binding, range(n_features), chunk_size=chunk, progress=False)
+        assert len(table) == n_features
+    else:
+        from saewidgets.logit_lens import logit_lens_table
+
+        table = logit_lens_table(binding, features=range(n_features), chunk_size=chunk, progress=False)
         assert len(table) == n_features
     return {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu,
             "peak_rss_mb": peak_rss_mb(), "setup_rss_mb": setup_rss}
@@ -170,7 +175,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=None, help="features per chunk (default: sw.logit_stats' own)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--baselines", action="store_true", help="random-direction baselines for the kind thresholds")
-    parser.add_argument("--worker", choices=["matmul", "stats"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["matmul", "stats", "table"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baselines:
         baselines()
@@ -189,7 +194,7 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args.features, args.chunk)))
         return
     bpe_tokenizer()  # train/cache once, outside the timings
-    results: dict[str, list[dict]] = {"matmul": [], "stats": []}
+    results: dict[str, list[dict]] = {"matmul": [], "stats": [], "table": []}
     for _ in range(args.rounds):  # alternate, so load changes on a shared machine hit both
         for kind in results:
             results[kind].append(run_worker(kind, args))
@@ -198,7 +203,8 @@ def main() -> None:
     print(f"logit statistics: {args.features:,} features x {VOCAB:,} tokens, d_model {D_MODEL}, chunk {args.chunk}, "
           f"{args.threads} threads, median of {args.rounds} round(s); load average now {os.getloadavg()[0]:.1f}\n")
     print(f"{'':30s} {'wall s':>8s} {'ratio':>7s} {'cpu s':>8s} {'ratio':>7s} {'peak RSS MB':>12s} {'after setup':>12s}")
-    for kind, label in (("matmul", "bare chunked W_dec @ W_U"), ("stats", "sw.logit_stats (k=10)")):
+    for kind, label in (("matmul", "bare chunked W_dec @ W_U"), ("stats", "sw.logit_stats (k=10)"),
+                        ("table", "logit_lens_table (12 classes)")):
         secs, cpu = med(kind, "seconds"), med(kind, "cpu_seconds")
         rss = max(r["peak_rss_mb"] for r in results[kind])
         setup = max(r["setup_rss_mb"] for r in results[kind])

@@ -81,6 +81,9 @@ def feature_spec(binding: Binding, features: Any, *, default_all: bool = True) -
                 f"a direction must have d_model={binding.d_model} values (or be n x {binding.d_model}); "
                 f"got shape {tuple(features.shape)}"
             )
+        if not torch.isfinite(vectors).all():
+            bad = (~torch.isfinite(vectors)).any(dim=1).nonzero()[:, 0].tolist()
+            raise ValueError(f"direction(s) {bad[:10]} contain NaN or infinite values; give finite vectors")
         return FeatureSpec(list(range(vectors.shape[0])), vectors)
     if isinstance(features, range):
         features = list(features)

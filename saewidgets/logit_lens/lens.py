@@ -44,7 +44,7 @@ import torch
 from .core import NOT_GIVEN, Chunk, Progress, auto_chunk, feature_spec, resolve, stream, unembedding
 from .kinds import bimodality as bimodality_of
 from .kinds import feature_kinds, fixed_thresholds, kind_thresholds
-from .moments import MomentWorkspace, extremes, moments_from_sums, power_sums
+from .moments import MomentWorkspace, chunk_statistics, moments_from_sums
 from ..tokens.strings import tokenizer_strings
 
 
@@ -121,7 +121,7 @@ def logit_stats(
     binding, (features,) = resolve(model, sae, features)
     spec = feature_spec(binding, features)
     lens = unembedding(binding, cosine=cosine, fold_norm=fold_norm, device=device)
-    stats = StatsAccumulator(len(spec), lens.vocab_size, check_k(k, lens.vocab_size), lens.device)
+    stats = StatsAccumulator(len(spec), lens.vocab_size, check_k(k, lens.vocab_size), lens.device, spec.ids)
     for chunk in stream(binding, spec, lens, auto_chunk(lens.vocab_size, len(spec), chunk_size),
                         progress=progress, desc="logit stats"):
         stats.add(chunk)
@@ -137,8 +137,8 @@ def check_k(k: Any, vocab: int) -> int:
 class StatsAccumulator:
     """Moments and top/bottom tokens of every requested feature, filled chunk by chunk."""
 
-    def __init__(self, n: int, vocab: int, k: int, device: torch.device) -> None:
-        self.vocab, self.k = vocab, k
+    def __init__(self, n: int, vocab: int, k: int, device: torch.device, ids: Any = None) -> None:
+        self.vocab, self.k, self.ids = vocab, k, ids
         self.moments = np.zeros((n, 4))
         self.top_v, self.top_i = np.zeros((n, k), np.float32), np.zeros((n, k), np.int64)
         self.bot_v, self.bot_i = np.zeros((n, k), np.float32), np.zeros((n, k), np.int64)
@@ -146,12 +146,15 @@ class StatsAccumulator:
 
     def add(self, chunk: Chunk) -> None:
         rows, weights = chunk.positions, chunk.weights
-        if self.k:
-            top_v, top_i, bot_v, bot_i = extremes(weights, self.k)
-            self.top_v[rows], self.top_i[rows] = top_v.cpu().numpy(), top_i.cpu().numpy()
-            self.bot_v[rows], self.bot_i[rows] = bot_v.cpu().numpy(), bot_i.cpu().numpy()
-        sums = power_sums(weights, chunk.means, self.workspace)
+        sums, ends = chunk_statistics(weights, chunk.means, self.k, self.workspace)
+        if not torch.isfinite(sums).all():
+            bad = (~torch.isfinite(sums)).any(dim=1).nonzero()[:, 0] + rows.start
+            names = [self.ids[i] for i in bad.tolist()] if self.ids is not None else bad.tolist()
+            raise ValueError(f"features {names[:10]} have NaN or infinite logit weights; check the SAE and model weights")
         self.moments[rows] = moments_from_sums(chunk.means, sums, self.vocab).numpy()
+        if ends is not None:
+            top_v, top_i, bot_v, bot_i = (part.cpu().numpy() for part in ends)
+            self.top_v[rows], self.top_i[rows], self.bot_v[rows], self.bot_i[rows] = top_v, top_i, bot_v, bot_i
 
     def table(self, binding: Any, spec: Any, lens: Any, cosine: bool, fold_norm: bool,
               random_baseline: bool) -> pd.DataFrame:

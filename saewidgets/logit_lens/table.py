@@ -57,7 +57,7 @@ def logit_lens_table(
     lens = unembedding(binding, cosine=cosine, fold_norm=fold_norm, device=device)
     vocab = lens.vocab_size
     names, members = token_sets(binding, classes, vocab)
-    stats = StatsAccumulator(len(spec), vocab, check_k(k, vocab), lens.device)
+    stats = StatsAccumulator(len(spec), vocab, check_k(k, vocab), lens.device, spec.ids)
     ranks = RankAccumulator(len(spec), members, vocab, workers, with_u=False)
     try:
         for chunk in stream(binding, spec, lens, auto_chunk(vocab, len(spec), chunk_size),
