@@ -12,7 +12,7 @@ import saewidgets as sw
 from saewidgets.logit_lens.core import norm_fold
 from saewidgets.logit_lens.kinds import feature_kinds
 from saewidgets.logit_lens import logit_lens_table
-from saewidgets.logit_lens.moments import chunk_statistics
+from saewidgets.logit_lens.moments import chunk_statistics, chunk_statistics_torch
 from saewidgets.logit_lens.moments import moments as row_moments
 from tiny_models import random_sae, tiny_model, tiny_tokenizer
 
@@ -233,6 +233,10 @@ def test_extremes_and_moments_are_exact_on_hard_rows():
     c = w.double() - means[:, None]
     expected = torch.stack([(c**2).sum(1), (c**3).sum(1), (c**4).sum(1)], dim=1)
     torch.testing.assert_close(sums, expected, rtol=2e-5, atol=1e-6 * float(expected.abs().max()))
+    # the torch path (accelerators) computes the same, here run on the CPU
+    sums_t, (top_t, _, bot_t, _) = chunk_statistics_torch(w, means, 10)
+    assert torch.equal(top_t, top_v) and torch.equal(bot_t, bot_v)
+    torch.testing.assert_close(sums_t, expected, rtol=2e-5, atol=1e-6 * float(expected.abs().max()))
 
 
 def test_stats_on_a_large_vocabulary_match_the_reference(wide):

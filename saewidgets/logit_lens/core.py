@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numbers
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Union
 
@@ -259,6 +260,14 @@ def auto_chunk(vocab_size: int, n: int, chunk_size: int | None) -> int:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     return int(min(chunk_size, max(1, n)))
+
+
+def worker_pool(workers: int | None = None) -> ThreadPoolExecutor:
+    """Threads for the per-row work on the CPU (numpy releases the GIL): ``workers``, by
+    default torch's thread count (at most 4)."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1):
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    return ThreadPoolExecutor(int(workers or min(4, torch.get_num_threads())))
 
 
 @dataclass

@@ -7,14 +7,14 @@
 from __future__ import annotations
 
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .core import NOT_GIVEN, Chunk, Progress, auto_chunk, feature_spec, resolve, stream, unembedding
+from .core import NOT_GIVEN, Chunk, Progress, auto_chunk, feature_spec, resolve, stream, unembedding, worker_pool
 from .ranks import RANK_ROWS, RankScores, TokenSets, benjamini_hochberg, ks_p_value, mann_whitney_p, score_rows
 from ..tokens.classes import TokenClasses, token_classes
 
@@ -73,25 +73,21 @@ def enrichment(
     spec = feature_spec(binding, features)
     lens = unembedding(binding, cosine=cosine, fold_norm=fold_norm, device=device)
     names, members = token_sets(binding, sets, lens.vocab_size)
-    ranks = RankAccumulator(len(spec), members, lens.vocab_size, workers)
-    try:
+    with worker_pool(workers) as pool:
+        ranks = RankAccumulator(len(spec), members, lens.vocab_size, pool)
         for chunk in stream(binding, spec, lens, auto_chunk(lens.vocab_size, len(spec), chunk_size),
                             progress=progress, desc="enrichment"):
             ranks.add(chunk)
-    finally:
-        ranks.close()
     return enrichment_table(spec.ids, names, ranks.sets.sizes, lens.vocab_size, ranks.scores)
 
 
 class RankAccumulator:
     """Rank scores of every requested feature for some token sets, filled chunk by chunk
-    (blocks of ``RANK_ROWS`` rows on a pool of ``workers`` threads)."""
+    (blocks of ``RANK_ROWS`` rows on ``pool``'s threads)."""
 
-    def __init__(self, n: int, members: list[np.ndarray], vocab: int, workers: int | None = None,
-                 *, with_u: bool = True) -> None:
-        self.sets, self.with_u = TokenSets(members, vocab), with_u
+    def __init__(self, n: int, members: list[np.ndarray], vocab: int, pool: Executor, *, with_u: bool = True) -> None:
+        self.sets, self.with_u, self.pool = TokenSets(members, vocab), with_u, pool
         self.scores = RankScores(np.zeros((n, len(members))), np.zeros((n, len(members))), np.zeros(n))
-        self.pool = ThreadPoolExecutor(max(1, int(workers or min(4, torch.get_num_threads()))))
 
     def add(self, chunk: Chunk) -> None:
         weights = chunk.weights.cpu().numpy()  # a view on the CPU: the blocks are ranked before the next chunk
@@ -100,9 +96,6 @@ class RankAccumulator:
         for start, (es, u, tie_term) in zip(starts, done):
             rows = slice(chunk.positions.start + start, chunk.positions.start + start + es.shape[0])
             self.scores.es[rows], self.scores.u[rows], self.scores.tie_term[rows] = es, u, tie_term
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
 
 
 def enrichment_table(

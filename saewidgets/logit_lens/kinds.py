@@ -66,9 +66,10 @@ def kind_thresholds(binding: Any, lens: Any, cosine: bool, fold_norm: bool) -> d
         generator = torch.Generator().manual_seed(0)
         rows = torch.randn(NULL_ROWS, binding.d_model, generator=generator)
         moments = []
+        buffer = torch.empty(128, lens.vocab_size, device=lens.device)  # one buffer: no fresh pages per block
         with torch.no_grad():
             for start in range(0, NULL_ROWS, 128):
-                weights, means = lens.weights_and_means(rows[start : start + 128])
+                weights, means = lens.weights_and_means(rows[start : start + 128], out=buffer)
                 moments.append(row_moments(weights, means).numpy())
         _, _, skew, kurtosis = np.concatenate(moments).T
         fixed = fixed_thresholds()

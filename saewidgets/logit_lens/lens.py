@@ -35,13 +35,14 @@ only the columns; with its unit-norm decoder rows that is the same.)
 from __future__ import annotations
 
 import numbers
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .core import NOT_GIVEN, Chunk, Progress, auto_chunk, feature_spec, resolve, stream, unembedding
+from .core import NOT_GIVEN, Chunk, Progress, auto_chunk, feature_spec, resolve, stream, unembedding, worker_pool
 from .kinds import bimodality as bimodality_of
 from .kinds import feature_kinds, fixed_thresholds, kind_thresholds
 from .moments import MomentWorkspace, chunk_statistics, moments_from_sums
@@ -86,6 +87,7 @@ def logit_stats(
     chunk_size: int | None = None,
     device: Any = None,
     random_baseline: bool = True,
+    workers: int | None = None,
     progress: Progress = True,
 ) -> pd.DataFrame:
     """Per-feature statistics of the logit weights over the vocabulary, one row per feature.
@@ -115,16 +117,19 @@ def logit_stats(
 
     Streams over features in chunks (never d_sae x vocab at once); ``progress``: a
     tqdm bar (True), none (False) or a callable ``progress(done, total)``. Computes on
-    the model's device unless ``device`` is given. ``sw.logit_lens_table`` gives the
+    the model's device unless ``device`` is given; on the CPU the per-row work runs on
+    ``workers`` threads (default: torch's thread count, at most 4). ``sw.logit_lens_table`` gives the
     same columns plus token-class enrichment in the same pass.
     """
     binding, (features,) = resolve(model, sae, features)
     spec = feature_spec(binding, features)
     lens = unembedding(binding, cosine=cosine, fold_norm=fold_norm, device=device)
-    stats = StatsAccumulator(len(spec), lens.vocab_size, check_k(k, lens.vocab_size), lens.device, spec.ids)
-    for chunk in stream(binding, spec, lens, auto_chunk(lens.vocab_size, len(spec), chunk_size),
-                        progress=progress, desc="logit stats"):
-        stats.add(chunk)
+    k = check_k(k, lens.vocab_size)
+    with worker_pool(workers) as pool:
+        stats = StatsAccumulator(len(spec), lens.vocab_size, k, lens.device, spec.ids, pool)
+        for chunk in stream(binding, spec, lens, auto_chunk(lens.vocab_size, len(spec), chunk_size),
+                            progress=progress, desc="logit stats"):
+            stats.add(chunk)
     return stats.table(binding, spec, lens, cosine, fold_norm, random_baseline)
 
 
@@ -137,8 +142,9 @@ def check_k(k: Any, vocab: int) -> int:
 class StatsAccumulator:
     """Moments and top/bottom tokens of every requested feature, filled chunk by chunk."""
 
-    def __init__(self, n: int, vocab: int, k: int, device: torch.device, ids: Any = None) -> None:
-        self.vocab, self.k, self.ids = vocab, k, ids
+    def __init__(self, n: int, vocab: int, k: int, device: torch.device, ids: Any = None,
+                 pool: Executor | None = None) -> None:
+        self.vocab, self.k, self.ids, self.pool = vocab, k, ids, pool
         self.moments = np.zeros((n, 4))
         self.top_v, self.top_i = np.zeros((n, k), np.float32), np.zeros((n, k), np.int64)
         self.bot_v, self.bot_i = np.zeros((n, k), np.float32), np.zeros((n, k), np.int64)
@@ -146,7 +152,7 @@ class StatsAccumulator:
 
     def add(self, chunk: Chunk) -> None:
         rows, weights = chunk.positions, chunk.weights
-        sums, ends = chunk_statistics(weights, chunk.means, self.k, self.workspace)
+        sums, ends = chunk_statistics(weights, chunk.means, self.k, self.workspace, self.pool)
         if not torch.isfinite(sums).all():
             bad = (~torch.isfinite(sums)).any(dim=1).nonzero()[:, 0] + rows.start
             names = [self.ids[i] for i in bad.tolist()] if self.ids is not None else bad.tolist()

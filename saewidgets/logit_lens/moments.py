@@ -19,7 +19,11 @@ chunk-sized allocation of their own (reused workspaces) and few passes over the 
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
+
 import torch
+
+from .moments_cpu import chunk_statistics_cpu
 
 STRIPES = 32  # tokens per interleaved block for the extremes (32: fastest at a 50k vocabulary)
 MOMENT_ROWS = 64  # rows per batched product (a workspace of 2 x 64 x vocab floats)
@@ -40,14 +44,26 @@ class MomentWorkspace:
 def power_sums(weights: torch.Tensor, means: torch.Tensor, workspace: MomentWorkspace | None = None) -> torch.Tensor:
     """``(sum c^2, sum c^3, sum c^4)`` per row of ``weights`` (float64 on the CPU, shape
     rows x 3) with ``c = w - mean`` and ``means`` the rows' means (float64)."""
-    return chunk_statistics(weights, means, 0, workspace)[0]
+    return chunk_statistics(weights, means.double().cpu(), 0, workspace)[0]
 
 
 def chunk_statistics(
-    weights: torch.Tensor, means: torch.Tensor, k: int, workspace: MomentWorkspace | None = None
+    weights: torch.Tensor, means: torch.Tensor, k: int, workspace: MomentWorkspace | None = None,
+    pool: Executor | None = None,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
     """``(sums, extremes)``: ``power_sums`` and, when ``k > 0``, ``extremes(weights, k)``
-    (the same values), computed together."""
+    (the same values), computed together; on the CPU by ``moments_cpu`` on ``pool``'s
+    threads, elsewhere by torch on the weights' device."""
+    if weights.device.type == "cpu":
+        sums, ends = chunk_statistics_cpu(weights.numpy(), means.numpy(), k, STRIPES, pool)
+        return torch.from_numpy(sums), None if ends is None else tuple(torch.from_numpy(part) for part in ends)
+    return chunk_statistics_torch(weights, means, k, workspace)
+
+
+def chunk_statistics_torch(
+    weights: torch.Tensor, means: torch.Tensor, k: int, workspace: MomentWorkspace | None = None
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+    """``chunk_statistics`` with torch operations on any device (used for accelerators)."""
     rows, vocab = weights.shape
     workspace = workspace or MomentWorkspace(vocab, weights.device)
     sums = torch.empty(rows, 3, dtype=torch.float64)
@@ -117,9 +133,8 @@ def moments_from_sums(means: torch.Tensor, sums: torch.Tensor, vocab: int) -> to
 
 def moments(weights: torch.Tensor, means: torch.Tensor | None = None) -> torch.Tensor:
     """(mean, std, skew, kurtosis) per row of ``weights``; ``means`` default to a pass."""
-    if means is None:
-        means = weights.double().mean(dim=1).cpu()
-    return moments_from_sums(means, power_sums(weights, means), weights.shape[1])
+    means = weights.double().mean(dim=1).cpu() if means is None else means.double().cpu()
+    return moments_from_sums(means, power_sums(weights.contiguous(), means), weights.shape[1])
 
 
 def extremes(weights: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

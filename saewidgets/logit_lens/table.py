@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .core import NOT_GIVEN, Progress, auto_chunk, feature_spec, resolve, stream, unembedding
+from .core import NOT_GIVEN, Progress, auto_chunk, feature_spec, resolve, stream, unembedding, worker_pool
 from .enrichment import RankAccumulator, token_sets
 from .lens import StatsAccumulator, check_k
 from .ranks import ks_p_value
@@ -57,15 +57,14 @@ def logit_lens_table(
     lens = unembedding(binding, cosine=cosine, fold_norm=fold_norm, device=device)
     vocab = lens.vocab_size
     names, members = token_sets(binding, classes, vocab)
-    stats = StatsAccumulator(len(spec), vocab, check_k(k, vocab), lens.device, spec.ids)
-    ranks = RankAccumulator(len(spec), members, vocab, workers, with_u=False)
-    try:
+    k = check_k(k, vocab)
+    with worker_pool(workers) as pool:
+        stats = StatsAccumulator(len(spec), vocab, k, lens.device, spec.ids, pool)
+        ranks = RankAccumulator(len(spec), members, vocab, pool, with_u=False)
         for chunk in stream(binding, spec, lens, auto_chunk(vocab, len(spec), chunk_size),
                             progress=progress, desc="logit lens"):
             stats.add(chunk)
             ranks.add(chunk)
-    finally:
-        ranks.close()
     table = stats.table(binding, spec, lens, cosine, fold_norm, random_baseline)
     es = ranks.scores.es
     columns = {f"es:{name}": es[:, i] for i, name in enumerate(names)}
