@@ -281,7 +281,7 @@ def test_table_inputs_progress_and_errors(gpt2):
     assert table["feature"].tolist() == [5, 1] and calls == [(1, 2), (2, 2)]
     by_binding = logit_lens_table(gpt2, ["digits", "lower"], features=[5, 1], progress=False)
     pd.testing.assert_frame_equal(table, by_binding)
-    default = logit_lens_table(gpt2, progress=False)  # every feature, the default classes
+    default = sw.logit_lens_table(gpt2, progress=False)  # every feature, the default classes (public name)
     assert len(default) == gpt2.d_sae and "es:starts_with_space" in default
     assert not default.filter(like="es:").isna().any().any()
     with pytest.raises(ValueError, match="sets must be"):

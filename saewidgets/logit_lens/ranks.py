@@ -83,19 +83,13 @@ class TokenSets:
         return len(self.sides)
 
 
-def smaller_sides(members: Sequence[np.ndarray], vocab: int) -> TokenSets:
-    """``TokenSets(members, vocab)`` (the name earlier callers used)."""
-    return TokenSets(members, vocab)
-
-
-def rank_scores(weights: np.ndarray, members: Sequence[np.ndarray] | TokenSets, *,
-                sides: TokenSets | None = None) -> RankScores:
+def rank_scores(weights: np.ndarray, sets: Sequence[np.ndarray] | TokenSets) -> RankScores:
     """Enrichment scores and Mann-Whitney U of each set (token id arrays, or a prepared
     ``TokenSets``) in each row of ``weights`` (float32, rows x vocab). When the highest and
     the lowest running sums have exactly the same magnitude, es is positive."""
     weights = np.ascontiguousarray(weights, dtype=np.float32)
     rows, vocab = weights.shape
-    sets = sides if sides is not None else members if isinstance(members, TokenSets) else TokenSets(members, vocab)
+    sets = sets if isinstance(sets, TokenSets) else TokenSets(sets, vocab)
     if sets.vocab != vocab:
         raise ValueError(f"the token sets cover {sets.vocab} tokens but the weights have {vocab}")
     es, u, tie_term = np.zeros((rows, len(sets))), np.zeros((rows, len(sets))), np.zeros(rows)
