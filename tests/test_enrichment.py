@@ -12,7 +12,7 @@ import torch
 from scipy.stats import ks_2samp, kstwobign, mannwhitneyu
 
 import saewidgets as sw
-from saewidgets.logit_lens.ranks import benjamini_hochberg, ks_p_value, mann_whitney_p, rank_scores
+from saewidgets.logit_lens.ranks import TokenSets, benjamini_hochberg, ks_p_value, mann_whitney_p, rank_scores, score_rows
 from tiny_models import random_sae, tiny_model
 
 
@@ -143,6 +143,18 @@ def test_a_few_exact_ties_count_as_one_step(data):
             ref = mannwhitneyu(tied[row, member], tied[row, ~member], method="asymptotic")
             assert scores.u[row, col] == pytest.approx(ref.statistic, abs=1e-6)
     assert (scores.tie_term == 5 * 6).all()  # five pairs: 2^3 - 2 each
+
+
+def test_scores_without_u_are_the_same_even_with_ties(data):
+    """es alone (logit_lens_table's path) looks for tie groups only when an extreme touches one."""
+    weights, sets = data
+    tied = weights.copy()
+    tied[::2] = np.round(tied[::2] * 8) / 8  # heavy ties
+    tied[1::4, :50] = tied[1::4, 50:100]  # a few
+    token_sets = TokenSets(sets, tied.shape[1])
+    with_u, without_u = score_rows(tied, token_sets), score_rows(tied, token_sets, with_u=False)
+    assert np.array_equal(with_u[0], without_u[0])
+    np.testing.assert_allclose(without_u[0], reference_table(tied, sets), rtol=0, atol=1e-12)
 
 
 def test_large_vocabulary_uses_wide_ranks():

@@ -159,7 +159,9 @@ def score_rows(
     ranks = space.ranks[:rows]
     for row in range(rows):
         ranks[row, ids[row]] = space.arange
-    ties = _tie_groups(bits, ids, space, rows, vocab)
+    # every tie group is needed for U (mid-ranks, tie term); es alone needs them only when an
+    # extreme sits next to an equal weight, which is rare: then they are found
+    ties = _tie_groups(bits, ids, space, rows, vocab) if with_u else None
     es, u = np.zeros((rows, len(sets))), np.zeros((rows, len(sets)))
     every = np.arange(rows)
     for s, side in enumerate(sets.sides):
@@ -175,8 +177,11 @@ def score_rows(
         top, bottom = score.argmax(axis=1), score.argmin(axis=1)
         high = score[every, top].astype(np.int64)
         low_ = score[every, bottom].astype(np.int64) - n
-        if ties.first.shape[1]:  # an extreme at a tied member: evaluate that row between groups
-            for row in _rows_with_tied_extremes(ties, positions[every, top], positions[every, bottom]):
+        at_top, at_bottom = positions[every, top], positions[every, bottom]
+        if ties is None and (_next_to_equal(bits, at_top) | _next_to_equal(bits, at_bottom)).any():
+            ties = _tie_groups(bits, ids, space, rows, vocab)
+        if ties is not None and ties.first.shape[1]:  # an extreme at a tied member: evaluate between groups
+            for row in _rows_with_tied_extremes(ties, at_top, at_bottom):
                 high[row], low_[row] = _tie_aware_extremes(positions[row], ties, row, m, vocab)
         if with_u:  # U = m n - sum of (mid-)ranks + m (m - 1) / 2; members of a tie group take its mid-rank
             total = np.uint32 if vocab <= 2**16 else np.uint64  # m V < 2^32 for 16-bit positions
@@ -193,7 +198,20 @@ def score_rows(
         else:
             es[:, s] = np.where(high + low_ >= 0, high, low_) / (m * n)
             u[:, s] = u_side
-    return es, u, ties.tie_term
+    return es, u, ties.tie_term if ties is not None and with_u else np.zeros(rows)
+
+
+def _next_to_equal(bits: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Per row: does sorted position ``at`` hold a weight equal to a neighbour's?"""
+    keys = bits.view(np.uint64)
+    rows, vocab = keys.shape
+    every = np.arange(rows)
+    at = at.astype(np.int64)
+    here = keys[every, at]
+    low = np.uint64(2**ID_BITS - 1)
+    before = (at > 0) & ((here ^ keys[every, np.maximum(at - 1, 0)]) <= low)
+    after = (at < vocab - 1) & ((here ^ keys[every, np.minimum(at + 1, vocab - 1)]) <= low)
+    return before | after
 
 
 def _tie_groups(bits: np.ndarray, ids: np.ndarray, space: _Workspace, rows: int, vocab: int) -> TieGroups:
