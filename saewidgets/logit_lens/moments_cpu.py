@@ -68,12 +68,12 @@ def _striped_extremes(w: np.ndarray, squares: np.ndarray, mean: np.ndarray, k: i
     rows, vocab = w.shape
     block_max = squares[:, : blocks * stripes].reshape(rows, stripes, blocks).max(axis=1)
     chosen = np.argpartition(block_max, blocks - 4 * k, axis=1)[:, blocks - 4 * k :]  # the 4k largest
-    threshold = np.take_along_axis(block_max, chosen, axis=1).min(axis=1)  # every other token: c^2 <= this
+    threshold = _take_rows(block_max, chosen).min(axis=1)  # every token outside them: c^2 <= this
     ids = (chosen[:, :, None] + np.arange(stripes) * blocks).reshape(rows, -1)
     ids = np.concatenate([ids, np.broadcast_to(np.arange(blocks * stripes, vocab), (rows, vocab - blocks * stripes))],
                          axis=1)
-    top_v, top_i, bot_v, bot_i = exact_extremes(np.take_along_axis(w, ids, axis=1), k)
-    top_i, bot_i = np.take_along_axis(ids, top_i, axis=1), np.take_along_axis(ids, bot_i, axis=1)
+    top_v, top_i, bot_v, bot_i = exact_extremes(_take_rows(w, ids), k)
+    top_i, bot_i = _take_rows(ids, top_i), _take_rows(ids, bot_i)
     c_top = top_v[:, -1] - mean[:, 0]  # the same float32 operations as the pass over the weights
     c_bot = bot_v[:, -1] - mean[:, 0]
     exact = (c_top > 0) & (c_top * c_top > threshold) & (c_bot < 0) & (c_bot * c_bot > threshold)
@@ -94,9 +94,14 @@ def exact_extremes(w: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
     else:
         top_i = np.argpartition(w, vocab - k, axis=1)[:, vocab - k :]
         bot_i = np.argpartition(w, k - 1, axis=1)[:, :k]
-    top_v, bot_v = np.take_along_axis(w, top_i, axis=1), np.take_along_axis(w, bot_i, axis=1)
-    up = np.argsort(-top_v, axis=1, kind="stable")
-    down = np.argsort(bot_v, axis=1, kind="stable")
-    top_v, top_i = np.take_along_axis(top_v, up, axis=1), np.take_along_axis(top_i, up, axis=1)
-    bot_v, bot_i = np.take_along_axis(bot_v, down, axis=1), np.take_along_axis(bot_i, down, axis=1)
-    return top_v, top_i.astype(np.int64), bot_v, bot_i.astype(np.int64)
+    top_v, bot_v = _take_rows(w, top_i), _take_rows(w, bot_i)
+    up, down = np.argsort(-top_v, axis=1, kind="stable"), np.argsort(bot_v, axis=1, kind="stable")
+    top_i, bot_i = _take_rows(top_i, up), _take_rows(bot_i, down)
+    return _take_rows(w, top_i), top_i.astype(np.int64), _take_rows(w, bot_i), bot_i.astype(np.int64)
+
+
+def _take_rows(a: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``a[r, index[r, j]]`` for every row r (``take_along_axis`` without its overhead)."""
+    a = np.ascontiguousarray(a)
+    flat = index + (np.arange(a.shape[0]) * a.shape[1])[:, None]
+    return a.reshape(-1).take(flat)
