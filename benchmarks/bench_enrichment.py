@@ -6,19 +6,28 @@
 Same GPT-2-small-shaped model and random SAE as bench_logit_stats.py. The 20
 token sets are built-in classes of the 50,257-token BPE (sizes printed). Rows:
 
-* SAELens: ``sae_lens`` ``tsea.calculate_batch_enrichment_scores`` (the published
-  function, imported from the package installed in a separate venv, default
-  /tmp/saelens-venv) on the logit weights of the first ``--ref`` features, which
-  it must hold in memory as sets x features x vocab running sums;
+* SAELens: ``calculate_batch_enrichment_scores`` imported from the INSTALLED sae-lens
+  package (``sae_lens.tutorial.tsea``, or ``sae_lens.analysis.tsea`` in older releases),
+  run by the Python of a separate venv (default /tmp/saelens-venv; created with
+  ``--setup-saelens``, see below), on the logit weights of the first ``--ref`` features,
+  which it must hold in memory as sets x features x vocab running sums. It is given
+  the weights, so its time does NOT include the ``W_dec @ W_U`` matmul. Without a
+  working sae-lens the row is skipped with the reason;
 * ``rank_scores`` on the same weights (our kernel alone, same input);
 * ``sw.enrichment`` end to end on all features: the chunked matmul, ranks,
-  scores, Mann-Whitney p-values, q-values and the table.
+  scores, both p-values, q-values and the table.
 
 Each runs in a fresh subprocess with ``--threads`` threads (default 2); time
 excludes imports, setup and a small warm-up call; peak RSS is ru_maxrss. Wall
 and CPU (process) time are both shown: on a shared machine CPU time is the
-steadier measure. The scores of the shared
-features are compared: |es| against SAELens's max |running sum|.
+steadier measure. The scores of the shared features are compared with SAELens's
+and with our own exact reference: a float64 running-sum walk over a stable sort,
+evaluated between groups of equal weights (``tie_aware_walk`` below).
+
+The sae-lens venv (``--setup-saelens`` makes it; it needs PyPI):
+
+    python3 -m venv /tmp/saelens-venv --system-site-packages
+    /tmp/saelens-venv/bin/pip install torch==2.13.0 sae-lens
 """
 
 from __future__ import annotations
@@ -42,18 +51,20 @@ sys.path.insert(0, str(ROOT))
 SETS = ("starts_with_space", "capitalised", "lower", "all_caps", "alphabetic", "digits", "punctuation",
         "open_bracket", "close_bracket", "whitespace", "length_1", "length_2", "length_3", "length_4", "length_5",
         "first_letter_a", "first_letter_e", "first_letter_s", "first_letter_t", "byte")
-SAELENS_PYTHON = "/tmp/saelens-venv/bin/python"
+SAELENS_VENV = Path("/tmp/saelens-venv")
 
+# Runs under the venv's Python: imports the published function from the installed package.
 SAELENS_WORKER = """
 import json, resource, sys, time
 import numpy as np, torch
-torch.set_num_threads(int(sys.argv[3]))
+torch.set_num_threads(int(sys.argv[2]))
 try:
     from sae_lens.tutorial.tsea import calculate_batch_enrichment_scores
-    source = "sae_lens.tutorial.tsea (installed sae-lens)"
+    where = "sae_lens.tutorial.tsea"
 except ImportError:
     from sae_lens.analysis.tsea import calculate_batch_enrichment_scores
-    source = "sae_lens.analysis.tsea (installed sae-lens)"
+    where = "sae_lens.analysis.tsea"
+import sae_lens
 work = sys.argv[1]
 scores = torch.from_numpy(np.load(work + "/weights.npy"))
 index_lists = torch.from_numpy(np.load(work + "/index_lists.npy"))
@@ -62,32 +73,29 @@ start, cpu = time.perf_counter(), time.process_time()
 es = calculate_batch_enrichment_scores(scores, index_lists)
 seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
 np.save(work + "/saelens_es.npy", es.T.numpy())
-print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "source": source}))
+print(json.dumps({"seconds": seconds, "cpu_seconds": cpu,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "source": f"{where}.calculate_batch_enrichment_scores, sae-lens {sae_lens.__version__} (installed)"}))
 """
 
 
-def literal_saelens(scores, index_lists, dtype=None):
-    """SAELens tsea.calculate_batch_enrichment_scores, reproduced line for line (used when
-    the sae-lens venv is missing, and in float64 as the exact reference)."""
-    import torch
+def setup_saelens(venv: Path) -> None:
+    """Create ``venv`` (with this Python's packages visible) and install sae-lens from PyPI;
+    torch is pinned first so that pip does not pull a CUDA build."""
+    subprocess.run([sys.executable, "-m", "venv", str(venv), "--system-site-packages"], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "torch==2.13.0"], check=True)
+    subprocess.run([*pip, "sae-lens"], check=True)
 
-    dtype = dtype or torch.float32
 
-    n_sets, _ = index_lists.shape
-    n_scores, vocab_size = scores.shape
-    scores = scores.to(index_lists.device)
-    valid_mask = index_lists != -1
-    score_mask = torch.zeros(n_sets, vocab_size, device=index_lists.device, dtype=torch.bool)
-    for i in range(n_sets):
-        score_mask[i, index_lists[i][valid_mask[i]]] = True
-    _, sorted_indices = scores.sort(dim=1, descending=True)
-    hits = score_mask.unsqueeze(1).expand(-1, n_scores, -1).gather(2, sorted_indices.unsqueeze(0).expand(n_sets, -1, -1))
-    list_sizes = valid_mask.sum(dim=1).to(dtype)
-    hit_increment = (1.0 / list_sizes).view(-1, 1, 1)
-    miss_decrement = (1.0 / (vocab_size - list_sizes)).view(-1, 1, 1)
-    running_sums = torch.where(hits, hit_increment, -miss_decrement).cumsum(dim=2)
-    return running_sums.abs().max(dim=2).values
+def saelens_status(python: Path) -> str | None:
+    """None when ``python`` can import SAELens's function, else why not."""
+    if not python.exists():
+        return f"{python} not found (run with --setup-saelens to create the venv)"
+    probe = ("try:\n from sae_lens.tutorial.tsea import calculate_batch_enrichment_scores\n"
+             "except ImportError:\n from sae_lens.analysis.tsea import calculate_batch_enrichment_scores\n")
+    done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True)
+    return None if done.returncode == 0 else f"sae-lens not importable there: {done.stderr.strip().splitlines()[-1:]}"
 
 
 def tie_aware_walk(weights: np.ndarray, members: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -132,33 +140,20 @@ def worker(kind: str, work: Path, n_features: int, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     if kind == "core":
-        from saewidgets.logit_lens.ranks import rank_scores
+        from concurrent.futures import ThreadPoolExecutor
+
+        from saewidgets.logit_lens.ranks import RANK_ROWS, TokenSets, score_rows
 
         weights = np.load(work / "weights.npy")
         index_lists = np.load(work / "index_lists.npy")
-        members = [row[row >= 0] for row in index_lists]
-        members = [np.sort(m) for m in members]
+        sets = TokenSets([row[row >= 0] for row in index_lists], weights.shape[1])
+        score_rows(weights[:4], sets)  # warm-up, untimed
         start, cpu = time.perf_counter(), time.process_time()
-        from concurrent.futures import ThreadPoolExecutor
-
-        from saewidgets.logit_lens.enrichment import RANK_BLOCK
-        from saewidgets.logit_lens.ranks import smaller_sides
-
-        sides = smaller_sides(members, weights.shape[1])
-        rank_scores(weights[:4], members, sides=sides)  # warm-up, untimed
-        start, cpu = time.perf_counter(), time.process_time()
-        blocks = range(0, len(weights), RANK_BLOCK)  # as sw.enrichment does
+        blocks = range(0, len(weights), RANK_ROWS)  # as sw.enrichment does
         with ThreadPoolExecutor(threads) as pool:
-            parts = list(pool.map(lambda i: rank_scores(weights[i : i + RANK_BLOCK], members, sides=sides).es, blocks))
+            parts = list(pool.map(lambda i: score_rows(weights[i : i + RANK_ROWS], sets)[0], blocks))
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         np.save(work / "core_es.npy", np.concatenate(parts))
-    elif kind == "literal":
-        weights = torch.from_numpy(np.load(work / "weights.npy"))
-        literal_saelens(weights[:4], torch.from_numpy(np.load(work / "index_lists.npy")))  # warm-up
-        start, cpu = time.perf_counter(), time.process_time()
-        es = literal_saelens(weights, torch.from_numpy(np.load(work / "index_lists.npy")))
-        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-        np.save(work / "saelens_es.npy", es.T.numpy())
     else:
         import saewidgets as sw
 
@@ -198,8 +193,9 @@ def main() -> None:
     parser.add_argument("--ref", type=int, default=None, help="features given to SAELens (it holds them all in memory)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=None, help="SAELens / rank_scores rounds (median)")
-    parser.add_argument("--saelens-python", default=SAELENS_PYTHON)
-    parser.add_argument("--worker", choices=["core", "ours", "literal"], help=argparse.SUPPRESS)
+    parser.add_argument("--saelens-venv", type=Path, default=SAELENS_VENV, help="venv with sae-lens installed")
+    parser.add_argument("--setup-saelens", action="store_true", help="create --saelens-venv and pip install sae-lens")
+    parser.add_argument("--worker", choices=["core", "ours"], help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.features = args.features or (2048 if args.quick else D_SAE)
@@ -208,6 +204,15 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker, Path(args.work), args.features, args.threads)))
         return
+    python = args.saelens_venv / "bin" / "python"
+    if args.setup_saelens and saelens_status(python) is not None:
+        try:
+            setup_saelens(args.saelens_venv)
+        except subprocess.CalledProcessError as error:
+            print(f"could not install sae-lens into {args.saelens_venv}: {error}")
+    missing = saelens_status(python)
+    if missing:
+        print(f"SAELens row skipped: {missing}\n")
     bpe_tokenizer()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -215,51 +220,47 @@ def main() -> None:
         me = [sys.executable, __file__, "--work", tmp, "--features", str(args.features), "--threads", str(args.threads)]
         refs, cores = [], []
         for _ in range(args.rounds):  # alternate, so that load changes on a shared machine hit both
-            if Path(args.saelens_python).exists():
-                refs.append(run([args.saelens_python, "-c", SAELENS_WORKER, tmp, "x", str(args.threads)], args.threads))
-            else:
-                refs.append(run([*me, "--worker", "literal"], args.threads))
-                refs[-1]["source"] = f"literal copy of SAELens's function ({args.saelens_python} not found)"
+            if not missing:
+                refs.append(run([str(python), "-c", SAELENS_WORKER, tmp, str(args.threads)], args.threads))
             cores.append(run([*me, "--worker", "core"], args.threads))
-        ref, core = _median(refs), _median(cores)
+        ref, core = (_median(refs) if refs else None), _median(cores)
         ours = run([*me, "--worker", "ours"], args.threads)
-        saelens_es = np.load(work / "saelens_es.npy")
-        diff_core = float(np.abs(np.abs(np.load(work / "core_es.npy")) - saelens_es).max())
-        ours_es = np.abs(np.load(work / "ours_es.npy"))
-        diff_ours = float(np.abs(ours_es - saelens_es).max())
         index_lists = np.load(work / "index_lists.npy")
         exact, at_tie = tie_aware_walk(np.load(work / "weights.npy"), [row[row >= 0] for row in index_lists])
-        exact_core = float(np.abs(np.abs(np.load(work / "core_es.npy")) - exact).max())
-        exact_ours = float(np.abs(ours_es - exact).max())
-        exact_ref = np.abs(saelens_es - exact)
-        off = np.abs(ours_es - saelens_es) > 1e-5
-    jobs = (("ref", ref, args.ref), ("core", core, args.ref), ("ours", ours, args.features))
+        core_es, ours_es = np.abs(np.load(work / "core_es.npy")), np.abs(np.load(work / "ours_es.npy"))
+        saelens_es = np.load(work / "saelens_es.npy") if ref else None
+    jobs = [("core", core, args.ref), ("ours", ours, args.features)] + ([("ref", ref, args.ref)] if ref else [])
     per = {k: r["seconds"] / n * 1000 for k, r, n in jobs}
     per_cpu = {k: r["cpu_seconds"] / n * 1000 for k, r, n in jobs}
+    base, base_cpu = (per["ref"], per_cpu["ref"]) if ref else (float("nan"), float("nan"))
     print(f"enrichment: {len(SETS)} token sets x {VOCAB:,} tokens, {args.threads} threads; "
           f"load average now {os.getloadavg()[0]:.1f}")
     print("set sizes:", ", ".join(f"{k} {v}" for k, v in sizes.items()), f"(total {sum(sizes.values()):,})")
-    print(f"reference: {ref['source']}; SAELens / rank_scores: median of {args.rounds} round(s) "
-          f"(wall s {ref['rounds']} / {core['rounds']}); time excludes imports and a small warm-up call\n")
+    print(f"reference: {ref['source'] if ref else 'none (SAELens skipped)'}; SAELens / rank_scores: median of "
+          f"{args.rounds} round(s) (wall s {ref['rounds'] if ref else '-'} / {core['rounds']}); "
+          "time excludes imports and a small warm-up call\n")
     print(f"{'':42s} {'features':>8s} {'wall s':>8s} {'ms/feat':>8s} {'speed-up':>8s} {'cpu ms/feat':>11s} "
           f"{'speed-up':>8s} {'peak RSS MB':>11s}")
-    rows = (("SAELens calculate_batch_enrichment_scores", ref, args.ref, "ref"),
-            ("rank_scores (same weights as SAELens)", core, args.ref, "core"),
-            ("sw.enrichment end to end (incl. matmul)", ours, args.features, "ours"))
+    rows = ([("SAELens calculate_batch_enrichment_scores", ref, args.ref, "ref")] if ref else []) + [
+        ("rank_scores (same weights as SAELens)", core, args.ref, "core"),
+        ("sw.enrichment end to end (incl. matmul)", ours, args.features, "ours")]
     for label, result, n, key in rows:
-        print(f"{label:42s} {n:8,d} {result['seconds']:8.2f} {per[key]:8.2f} {per['ref'] / per[key]:7.1f}x "
-              f"{per_cpu[key]:11.2f} {per_cpu['ref'] / per_cpu[key]:7.1f}x {result['peak_rss_mb']:11.0f}")
+        print(f"{label:42s} {n:8,d} {result['seconds']:8.2f} {per[key]:8.2f} {base / per[key]:7.1f}x "
+              f"{per_cpu[key]:11.2f} {base_cpu / per_cpu[key]:7.1f}x {result['peak_rss_mb']:11.0f}")
     n_pairs = args.ref * len(SETS)
     print(f"\nscores of the {args.ref} shared features x {len(SETS)} sets ({n_pairs:,} pairs):")
-    print(f"  vs the float64 walk with equal weights as one step: rank_scores {exact_core:.1e}, "
-          f"sw.enrichment {exact_ours:.1e}; SAELens {exact_ref[~at_tie].max():.1e} where its extreme is not "
-          f"at an exact tie (float32 cumsum), {exact_ref.max():.1e} overall")
-    saelens_off = exact_ref[off & ~at_tie]
-    print(f"  vs SAELens: max |difference| {diff_ours:.1e} (rank_scores {diff_core:.1e}); {off.sum()} pairs differ by "
-          f"more than 1e-5: {int((off & at_tie).sum())} with SAELens's extreme inside a group of exactly equal float32 "
-          f"weights (its unstable sort orders members and non-members there arbitrarily), and {int((off & ~at_tie).sum())}"
-          f" where SAELens's own float32 running sum is off the exact value by "
-          f"{saelens_off.max() if saelens_off.size else 0:.1e}")
+    print(f"  vs our float64 walk with equal weights as one step: rank_scores {np.abs(core_es - exact).max():.1e}, "
+          f"sw.enrichment {np.abs(ours_es - exact).max():.1e}")
+    if saelens_es is not None:
+        exact_ref = np.abs(saelens_es - exact)
+        off = np.abs(ours_es - saelens_es) > 1e-5
+        saelens_off = exact_ref[off & ~at_tie]
+        print(f"  vs SAELens: max |difference| {np.abs(ours_es - saelens_es).max():.1e}; {off.sum()} pairs differ by "
+              f"more than 1e-5: {int((off & at_tie).sum())} with SAELens's extreme inside a group of exactly equal "
+              f"float32 weights (its unstable sort orders members and non-members there arbitrarily), and "
+              f"{int((off & ~at_tie).sum())} where SAELens's own float32 running sum is off the exact value by "
+              f"{saelens_off.max() if saelens_off.size else 0:.1e}; SAELens vs the exact walk where its extreme is "
+              f"not at a tie: {exact_ref[~at_tie].max():.1e}")
 
 
 if __name__ == "__main__":

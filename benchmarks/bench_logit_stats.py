@@ -1,6 +1,6 @@
 """Benchmark: all-feature logit statistics vs a bare chunked matmul of the same matrices.
 
-    python benchmarks/bench_logit_stats.py            # 24,576 features, 3 rounds
+    python benchmarks/bench_logit_stats.py            # 24,576 features, 2 rounds
     python benchmarks/bench_logit_stats.py --quick    # 4,096 features, 1 round
     python benchmarks/bench_logit_stats.py --baselines   # kind thresholds vs random directions
 
@@ -9,9 +9,14 @@ randomly initialised GPT-2 (768 wide, 50,257-token vocabulary, 2 blocks: only
 the final norm and the unembedding matter here) with a byte-level BPE of
 50,257 tokens trained once on local text (cached). Each measurement runs in a
 fresh subprocess limited to ``--threads`` threads (default 2) and reports its
-wall time and peak RSS (ru_maxrss). The baseline computes exactly the same
-chunks of ``W_dec @ W_U`` and nothing else; ``sw.logit_stats`` adds the final
-norm folding, mean/std/skew/kurtosis, top-10 and bottom-10 tokens, and the table.
+wall time, process CPU time and peak RSS (ru_maxrss), for a cold call (the first in
+the process: it also pays the once-per-model work, token strings and the kind
+thresholds' random directions) and a warm call right after. The baseline computes
+exactly the same chunks of ``W_dec @ W_U`` and nothing else (a fresh output per chunk,
+as a bare loop does); ``sw.logit_stats`` adds the final norm folding,
+mean/std/skew/kurtosis, top-10 and bottom-10 tokens, and the table;
+``logit_lens_table`` adds the enrichment score of the 12 default token classes of
+every feature, from the same chunks.
 """
 
 from __future__ import annotations
@@ -79,23 +84,38 @@ def peak_rss_mb() -> float:
 
 
 def worker(kind: str, n_features: int, chunk: int) -> dict:
+    """Time ``kind`` twice in this fresh process (imports done): a cold call (it pays the
+    per-model work that a session does once: token strings, the kind thresholds' 512 random
+    directions, the effective unembedding) and a warm call right after."""
     import torch
 
     binding = build_binding()
-    setup_rss = peak_rss_mb()
-    start, cpu = time.perf_counter(), time.process_time()
-    if kind == "matmul":
-        W_dec, W_U = binding.sae.W_dec.detach(), binding.unembedding().detach()
-        with torch.no_grad():
-            for i in range(0, n_features, chunk):
-                W_dec[i : i + chunk] @ W_U
-    else:
-        import saewidgets as sw
+    import saewidgets.logit_lens  # noqa: F401  (imports are setup, not timed)
 
-        table = sw.logit_stats(binding, range(n_features), chunk_size=chunk, progress=False)
-        assert len(table) == n_features
-    return {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu,
-            "peak_rss_mb": peak_rss_mb(), "setup_rss_mb": setup_rss}
+    setup_rss = peak_rss_mb()
+
+    def call() -> None:
+        if kind == "matmul":
+            W_dec, W_U = binding.sae.W_dec.detach(), binding.unembedding().detach()
+            with torch.no_grad():
+                for i in range(0, n_features, chunk):
+                    W_dec[i : i + chunk] @ W_U
+        elif kind == "stats":
+            import saewidgets as sw
+
+            assert len(sw.logit_stats(binding, range(n_features), chunk_size=chunk, progress=False)) == n_features
+        else:
+            from saewidgets.logit_lens import logit_lens_table
+
+            table = logit_lens_table(binding, features=range(n_features), chunk_size=chunk, progress=False)
+            assert len(table) == n_features
+
+    out = {}
+    for when in ("cold", "warm"):
+        start, cpu = time.perf_counter(), time.process_time()
+        call()
+        out[when] = {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
+    return {**out, "peak_rss_mb": peak_rss_mb(), "setup_rss_mb": setup_rss}
 
 
 def baselines(n_random: int = 4096) -> None:
@@ -170,13 +190,14 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=None, help="features per chunk (default: sw.logit_stats' own)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--baselines", action="store_true", help="random-direction baselines for the kind thresholds")
-    parser.add_argument("--worker", choices=["matmul", "stats"], help=argparse.SUPPRESS)
+    parser.add_argument("--kinds", default="stats,table", help="variants besides the matmul: stats,table")
+    parser.add_argument("--worker", choices=["matmul", "stats", "table"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baselines:
         baselines()
         return
     args.features = args.features or (4096 if args.quick else D_SAE)
-    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.rounds = args.rounds or (1 if args.quick else 2)
     if args.chunk is None:
         sys.path.insert(0, str(ROOT))
         from saewidgets.logit_lens.core import auto_chunk
@@ -189,21 +210,33 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args.features, args.chunk)))
         return
     bpe_tokenizer()  # train/cache once, outside the timings
-    results: dict[str, list[dict]] = {"matmul": [], "stats": []}
-    for _ in range(args.rounds):  # alternate, so load changes on a shared machine hit both
+    kinds = args.kinds.split(",")
+    results: dict[str, list[dict]] = {kind: [] for kind in ["matmul", *[k for k in kinds if k != "matmul"]]}
+    load_before = os.getloadavg()
+    for _ in range(args.rounds):  # alternate, so load changes on a shared machine hit every variant
         for kind in results:
             results[kind].append(run_worker(kind, args))
-    med = lambda kind, key: statistics.median(r[key] for r in results[kind])  # noqa: E731
-    base, base_cpu = med("matmul", "seconds"), med("matmul", "cpu_seconds")
+    med = lambda kind, when, key: statistics.median(r[when][key] for r in results[kind])  # noqa: E731
     print(f"logit statistics: {args.features:,} features x {VOCAB:,} tokens, d_model {D_MODEL}, chunk {args.chunk}, "
-          f"{args.threads} threads, median of {args.rounds} round(s); load average now {os.getloadavg()[0]:.1f}\n")
-    print(f"{'':30s} {'wall s':>8s} {'ratio':>7s} {'cpu s':>8s} {'ratio':>7s} {'peak RSS MB':>12s} {'after setup':>12s}")
-    for kind, label in (("matmul", "bare chunked W_dec @ W_U"), ("stats", "sw.logit_stats (k=10)")):
-        secs, cpu = med(kind, "seconds"), med(kind, "cpu_seconds")
-        rss = max(r["peak_rss_mb"] for r in results[kind])
-        setup = max(r["setup_rss_mb"] for r in results[kind])
-        print(f"{label:30s} {secs:8.2f} {secs / base:6.2f}x {cpu:8.2f} {cpu / base_cpu:6.2f}x {rss:12.0f} {setup:12.0f}")
-    print("\nall rounds (seconds):", {k: [round(r["seconds"], 2) for r in v] for k, v in results.items()})
+          f"{args.threads} threads, median of {args.rounds} round(s); load average (1/5/15 min) before "
+          f"{'/'.join(f'{x:.1f}' for x in load_before)}, after {'/'.join(f'{x:.1f}' for x in os.getloadavg())}\n")
+    print(f"{'':31s} {'call':5s} {'wall s':>8s} {'ratio':>7s} {'cpu s':>8s} {'ratio':>7s} {'peak RSS MB':>12s} "
+          f"{'after setup':>12s}")
+    labels = {"matmul": "bare chunked W_dec @ W_U", "stats": "sw.logit_stats (k=10)",
+              "table": "logit_lens_table (12 classes)"}
+    for kind in results:
+        for when in ("cold", "warm"):
+            secs, cpu = med(kind, when, "seconds"), med(kind, when, "cpu_seconds")
+            base, base_cpu = med("matmul", when, "seconds"), med("matmul", when, "cpu_seconds")
+            rss = max(r["peak_rss_mb"] for r in results[kind])
+            setup = max(r["setup_rss_mb"] for r in results[kind])
+            print(f"{labels[kind]:31s} {when:5s} {secs:8.2f} {secs / base:6.2f}x {cpu:8.2f} {cpu / base_cpu:6.2f}x "
+                  f"{rss:12.0f} {setup:12.0f}")
+    rounds = {k: {w: [round(r[w]["seconds"], 2) for r in v] for w in ("cold", "warm")} for k, v in results.items()}
+    print("\nevery round (wall seconds):", rounds)
+    per_round = [{k: round(results[k][i]["warm"]["seconds"] / results["matmul"][i]["warm"]["seconds"], 3)
+                  for k in results if k != "matmul"} for i in range(args.rounds)]
+    print("warm ratio in each round (vs that round's matmul):", per_round)
 
 
 if __name__ == "__main__":

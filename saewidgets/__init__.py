@@ -39,6 +39,7 @@ _LAZY = {
     "organism_corpus": ".model_organism",
     "logit_weights": ".logit_lens",
     "logit_stats": ".logit_lens",
+    "logit_lens_table": ".logit_lens",
     "TokenClasses": ".tokens",
     "token_classes": ".tokens",
     "enrichment": ".logit_lens",

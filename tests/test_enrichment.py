@@ -1,7 +1,10 @@
-"""Token-set enrichment: the rank formula against a literal running-sum walk, the
-significance test against scipy, and the end-to-end API on real (tiny) models."""
+"""Token-set enrichment: the rank formula against our own float64 running-sum walk (written
+from the method statement), against the installed SAELens package when it is importable,
+the significance tests against scipy, and the end-to-end API on real (tiny) models."""
 
 from __future__ import annotations
+
+import importlib
 
 import numpy as np
 import pytest
@@ -9,55 +12,39 @@ import torch
 from scipy.stats import ks_2samp, kstwobign, mannwhitneyu
 
 import saewidgets as sw
-from saewidgets.logit_lens.ranks import benjamini_hochberg, ks_p_value, mann_whitney_p, rank_scores
+from saewidgets.logit_lens.ranks import TokenSets, benjamini_hochberg, ks_p_value, mann_whitney_p, rank_scores, score_rows
 from tiny_models import random_sae, tiny_model
 
 
-def saelens_running_sums(scores: torch.Tensor, index_lists: torch.Tensor) -> torch.Tensor:
-    """SAELens tsea.py calculate_batch_enrichment_scores, as published, up to the running
-    sums (sets x features x vocab); the published function returns .abs().max(dim=2)."""
-    n_sets, _ = index_lists.shape
-    n_scores, vocab_size = scores.shape
-    valid_mask = index_lists != -1
-    score_mask = torch.zeros(n_sets, vocab_size, dtype=torch.bool)
-    for i in range(n_sets):
-        score_mask[i, index_lists[i][valid_mask[i]]] = True
-    _, sorted_indices = scores.sort(dim=1, descending=True, stable=True)
-    hits = score_mask.unsqueeze(1).expand(-1, n_scores, -1).gather(2, sorted_indices.unsqueeze(0).expand(n_sets, -1, -1))
-    list_sizes = valid_mask.sum(dim=1).double()
-    hit_increment = (1.0 / list_sizes).view(-1, 1, 1)
-    miss_decrement = (1.0 / (vocab_size - list_sizes)).view(-1, 1, 1)
-    return torch.where(hits, hit_increment, -miss_decrement).cumsum(dim=2)
-
-
-def assert_same_scores(es: np.ndarray, running: torch.Tensor, atol: float) -> None:
-    """|es| equals the published score; the sign is the reference's, except where the
-    highest and lowest running sums have equal magnitude (then float rounding in the
-    reference's cumsum decides; we take the one the walk reaches first)."""
-    published = running.abs().max(dim=2).values.T.numpy()
-    signed = running.gather(2, running.abs().argmax(dim=2, keepdim=True))[..., 0].T.numpy()
-    tie = np.isclose(running.max(dim=2).values.T.numpy(), -running.min(dim=2).values.T.numpy(), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(np.abs(es), published, atol=atol)
-    np.testing.assert_allclose(np.where(tie, np.abs(es), es), np.where(tie, published, signed), atol=atol)
-
-
-def padded(sets: list[np.ndarray]) -> torch.Tensor:
-    width = max(len(s) for s in sets)
-    return torch.tensor([list(s) + [-1] * (width - len(s)) for s in sets])
-
-
-def tie_aware_reference(w: np.ndarray, ids: np.ndarray) -> float:
-    """Running sum evaluated only after whole groups of equal weights (descending)."""
+def walk(w: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The method as stated (methods.md section 1): sort the vocabulary by ``w`` descending and
+    walk it, adding 1/|S| at a member of S and subtracting 1/(V-|S|) otherwise; float64
+    running sums, one per token (a stable sort orders exactly equal weights by token id)."""
     member = np.zeros(w.size, bool)
     member[ids] = True
-    m, n = member.sum(), (~member).sum()
-    best, running = 0.0, 0.0
-    for value in sorted(set(w.tolist()), reverse=True):
-        group = w == value
-        running += (member & group).sum() / m - (~member & group).sum() / n
-        if abs(running) > abs(best):
-            best = running
-    return best
+    m = member.sum()
+    steps = np.where(member[np.argsort(-w.astype(np.float64), kind="stable")], 1.0 / m, -1.0 / (w.size - m))
+    return np.cumsum(steps)
+
+
+def reference_es(w: np.ndarray, ids: np.ndarray) -> float:
+    """Our definition of the signed score: the same walk taken one GROUP of equal weights at a
+    time (no tie order assumed), in exact integers (n per member, -m per non-member, over
+    m n); the running sum of largest magnitude, positive when the highest and the lowest
+    are exactly as large."""
+    member = np.zeros(w.size, bool)
+    member[ids] = True
+    m, n = int(member.sum()), int((~member).sum())
+    values, group = np.unique(-w.astype(np.float64), return_inverse=True)  # groups in descending w
+    hits = np.bincount(group, weights=member, minlength=values.size).astype(np.int64)
+    sizes = np.bincount(group, minlength=values.size).astype(np.int64)
+    running = np.concatenate([[0], np.cumsum(hits * n - (sizes - hits) * m)])
+    high, low = int(running.max()), int(running.min())
+    return (high if high >= -low else low) / (m * n)
+
+
+def reference_table(weights: np.ndarray, sets: list[np.ndarray]) -> np.ndarray:
+    return np.array([[reference_es(w, ids) for ids in sets] for w in weights])
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +63,33 @@ def data():
     return weights, [np.sort(s) for s in sets]
 
 
-def test_scores_equal_the_literal_running_sum(data):
+def test_scores_equal_the_running_sum_walk(data):
     weights, sets = data
-    running = saelens_running_sums(torch.from_numpy(weights), padded(sets))
     scores = rank_scores(weights, sets)
-    assert_same_scores(scores.es, running, atol=1e-9)
+    np.testing.assert_allclose(scores.es, reference_table(weights, sets), rtol=0, atol=1e-12)
+    literal = np.array([[np.abs(walk(w, ids)).max() for ids in sets] for w in weights])
+    np.testing.assert_allclose(np.abs(scores.es), literal, rtol=0, atol=1e-12)  # no ties here: the same walk
     assert scores.es[3, 0] > 0.5 and scores.es[4, 1] < -0.4
+
+
+def _saelens_tsea():
+    pytest.importorskip("sae_lens", reason="sae-lens is not installed (pip install sae-lens)")
+    for name in ("sae_lens.tutorial.tsea", "sae_lens.analysis.tsea"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    pytest.skip("this sae-lens has no tsea module")
+
+
+def test_scores_equal_installed_saelens(data):
+    """SAELens's published calculate_batch_enrichment_scores, from the installed package."""
+    tsea = _saelens_tsea()
+    weights, sets = data
+    width = max(s.size for s in sets)
+    index_lists = torch.tensor(np.stack([np.pad(s, (0, width - s.size), constant_values=-1) for s in sets]))
+    published = tsea.calculate_batch_enrichment_scores(torch.from_numpy(weights), index_lists).T.numpy()
+    np.testing.assert_allclose(np.abs(rank_scores(weights, sets).es), published, rtol=0, atol=2e-5)  # its float32 cumsum
 
 
 def test_mann_whitney_matches_scipy(data):
@@ -108,7 +116,7 @@ def test_heavy_ties_are_scored_tie_aware(data):
     scores = rank_scores(tied.astype(np.float32), sets)
     for row in range(4):
         for col, ids in enumerate(sets):
-            assert scores.es[row, col] == pytest.approx(tie_aware_reference(tied[row], ids), abs=1e-9)
+            assert scores.es[row, col] == pytest.approx(reference_es(tied[row], ids), abs=1e-12)
             member = np.zeros(tied.shape[1], bool)
             member[ids] = True
             if row != 1:
@@ -129,7 +137,7 @@ def test_a_few_exact_ties_count_as_one_step(data):
     scores = rank_scores(tied, sets)
     for row in range(6):
         for col, ids in enumerate(sets):
-            assert scores.es[row, col] == pytest.approx(tie_aware_reference(tied[row], ids), abs=1e-12)
+            assert scores.es[row, col] == pytest.approx(reference_es(tied[row], ids), abs=1e-12)
             member = np.zeros(tied.shape[1], bool)
             member[ids] = True
             ref = mannwhitneyu(tied[row, member], tied[row, ~member], method="asymptotic")
@@ -137,12 +145,30 @@ def test_a_few_exact_ties_count_as_one_step(data):
     assert (scores.tie_term == 5 * 6).all()  # five pairs: 2^3 - 2 each
 
 
+def test_scores_without_u_are_the_same_even_with_ties(data):
+    """es alone (logit_lens_table's path) looks for tie groups only when an extreme touches one."""
+    weights, sets = data
+    tied = weights.copy()
+    tied[::2] = np.round(tied[::2] * 8) / 8  # heavy ties
+    tied[1::4, :50] = tied[1::4, 50:100]  # a few
+    token_sets = TokenSets(sets, tied.shape[1])
+    with_u, without_u = score_rows(tied, token_sets), score_rows(tied, token_sets, with_u=False)
+    assert np.array_equal(with_u[0], without_u[0])
+    np.testing.assert_allclose(without_u[0], reference_table(tied, sets), rtol=0, atol=1e-12)
+
+
 def test_large_vocabulary_uses_wide_ranks():
     rng = np.random.default_rng(1)
-    weights = rng.standard_normal((2, 70001)).astype(np.float32)
-    sets = [np.sort(rng.choice(70001, 500, replace=False))]
-    running = saelens_running_sums(torch.from_numpy(weights), padded(sets))
-    assert_same_scores(rank_scores(weights, sets).es, running, atol=1e-9)
+    weights = rng.standard_normal((3, 70001)).astype(np.float32)
+    weights[2, :300] = weights[2, 300:600]  # ties in a 32-bit-rank vocabulary
+    sets = [np.sort(rng.choice(70001, 500, replace=False)), np.sort(rng.choice(70001, 40000, replace=False))]
+    scores = rank_scores(weights, sets)
+    np.testing.assert_allclose(scores.es, reference_table(weights, sets), rtol=0, atol=1e-12)
+    member = np.zeros(70001, bool)
+    member[sets[1]] = True
+    w = weights[2].astype(np.float64)  # scipy returns U in its input's dtype: float32 would round it
+    ref = mannwhitneyu(w[member], w[~member], method="asymptotic")
+    assert scores.u[2, 1] == pytest.approx(ref.statistic, abs=1e-6)
 
 
 def test_es_magnitude_is_the_two_sample_ks_statistic_even_with_ties(data):
@@ -180,8 +206,7 @@ def test_enrichment_table_matches_the_reference_on_model_weights(binding):
     assert len(table) == 20 * 4
     weights = sw.logit_weights(binding, list(range(20))).numpy()
     sets = [classes.ids(n) for n in classes]
-    running = saelens_running_sums(torch.from_numpy(weights), padded(sets))
-    assert_same_scores(table["es"].to_numpy().reshape(20, 4), running, atol=1e-6)
+    np.testing.assert_allclose(table["es"].to_numpy().reshape(20, 4), reference_table(weights, sets), rtol=0, atol=1e-12)
     assert (table["direction"] == np.where(table["es"] > 0, "promoted", "suppressed")).all()
     assert table["set"].tolist()[:4] == classes.names and table["size"].tolist()[:4] == [len(s) for s in sets]
     member = classes["digits"]

@@ -1,4 +1,5 @@
-"""Logit weights and per-feature logit statistics, checked against literal reference code."""
+"""Logit weights, per-feature logit statistics and the one-pass table, checked against
+float64 references written from the method statements."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import torch
 import saewidgets as sw
 from saewidgets.logit_lens.core import norm_fold
 from saewidgets.logit_lens.kinds import feature_kinds
-from saewidgets.logit_lens.lens import _moments
-from tiny_models import random_sae, tiny_model
+from saewidgets.logit_lens import logit_lens_table
+from saewidgets.logit_lens.moments import chunk_statistics, chunk_statistics_torch
+from saewidgets.logit_lens.moments import moments as row_moments
+from tiny_models import random_sae, tiny_model, tiny_tokenizer
 
 FAMILIES = ["gpt2", "llama", "gemma2", "qwen2", "phi3", "neox"]
 
@@ -34,17 +37,13 @@ def gpt2():
 
 
 def reference_stats(projection: torch.Tensor) -> pd.DataFrame:
-    """SAELens analysis/feature_statistics.py get_stats_df, as published."""
-    mean = projection.mean(dim=1, keepdim=True)
-    diffs = projection - mean
-    var = (diffs**2).mean(dim=1, keepdim=True)
-    std = torch.pow(var, 0.5)
-    zscores = diffs / std
-    skews = torch.mean(torch.pow(zscores, 3.0), dim=1)
-    kurtosis = torch.mean(torch.pow(zscores, 4.0), dim=1)
-    return pd.DataFrame(
-        {"mean": mean.numpy().squeeze(), "std": std.numpy().squeeze(), "skewness": skews.numpy(), "kurtosis": kurtosis.numpy()}
-    )
+    """Population moments in float64 as methods.md section 1 states them: std = sqrt(mean((w-mu)^2)),
+    skew = mean(z^3), kurtosis = mean(z^4) (plain), z = (w - mu) / std."""
+    w = projection.double().numpy()
+    mu = w.mean(axis=1, keepdims=True)
+    std = np.sqrt(((w - mu) ** 2).mean(axis=1))
+    z = (w - mu) / std[:, None]
+    return pd.DataFrame({"mean": mu[:, 0], "std": std, "skewness": (z**3).mean(axis=1), "kurtosis": (z**4).mean(axis=1)})
 
 
 # -- logit weights ---------------------------------------------------------------------------
@@ -179,7 +178,7 @@ def test_moments_and_kinds_on_known_distributions():
     spikes[:400] += 5.0  # 2% of tokens strongly promoted
     halves = torch.randn(V, generator=g) * 0.3 + torch.where(torch.arange(V) % 2 == 0, 2.0, -2.0)
     weights = torch.stack([gaussian, spikes, -spikes, halves, torch.zeros(V)])
-    mean, std, skew, kurt = _moments(weights.clone()).numpy().T
+    mean, std, skew, kurt = row_moments(weights).numpy().T
     ref = reference_stats(weights[:4].double())
     np.testing.assert_allclose(skew[:4], ref["skewness"], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(kurt[:4], ref["kurtosis"], rtol=1e-4)
@@ -197,3 +196,116 @@ def test_random_decoder_rows_are_kind_none():
         stats = sw.logit_stats(binding, rows, k=0, progress=False)
         assert (stats["kind"] == "none").all(), stats["kind"].value_counts()
         assert stats["skew"].abs().max() < 1.0
+
+
+# -- large vocabularies: the striped extremes ----------------------------------------------
+@pytest.fixture(scope="module")
+def wide():
+    """A GPT-2 with an 8,192-token unembedding (the tiny tokenizer covers the first 380 ids;
+    the rest read as empty special tokens): large enough for the striped top-k path."""
+    import transformers as tf
+
+    torch.manual_seed(3)
+    config = tf.GPT2Config(vocab_size=8192, n_embd=32, n_layer=2, n_head=4, n_positions=64)
+    model = sw.load_model(tf.GPT2LMHeadModel(config).eval(), tokenizer=tiny_tokenizer())
+    binding = sw.bind(model, random_sae(32, 48, layer=1))
+    _randomise_final_norm(binding, seed=4)
+    return binding
+
+
+def test_extremes_and_moments_are_exact_on_hard_rows():
+    g = torch.Generator().manual_seed(0)
+    V = 50257
+    w = torch.randn(12, V, generator=g)
+    w[1, :3000] -= 20  # one tail far heavier than the other: the exact fallback
+    w[2, :3000] += 20
+    w[3] = 1.5  # constant
+    w[4, :5], w[4, -3:] = 100.0, -100.0  # tied extremes, one in the tail of the striping
+    w[5] = torch.round(w[5] * 2) / 2  # heavy ties
+    w[6] *= 1e-6
+    w[7] += 50.0  # a large mean
+    means = w.double().mean(dim=1)
+    sums, (top_v, top_i, bot_v, bot_i) = chunk_statistics(w, means, 10)
+    ref_top, ref_bot = w.topk(10, dim=1), w.topk(10, dim=1, largest=False)
+    assert torch.equal(top_v, ref_top.values) and torch.equal(bot_v, ref_bot.values)
+    assert torch.equal(w.gather(1, top_i), top_v) and torch.equal(w.gather(1, bot_i), bot_v)
+    assert all(len(set(row)) == 10 for row in top_i.tolist() + bot_i.tolist())
+    c = w.double() - means[:, None]
+    expected = torch.stack([(c**2).sum(1), (c**3).sum(1), (c**4).sum(1)], dim=1)
+    torch.testing.assert_close(sums, expected, rtol=2e-5, atol=1e-6 * float(expected.abs().max()))
+    # the torch path (accelerators) computes the same, here run on the CPU
+    sums_t, (top_t, _, bot_t, _) = chunk_statistics_torch(w, means, 10)
+    assert torch.equal(top_t, top_v) and torch.equal(bot_t, bot_v)
+    torch.testing.assert_close(sums_t, expected, rtol=2e-5, atol=1e-6 * float(expected.abs().max()))
+
+
+def test_stats_on_a_large_vocabulary_match_the_reference(wide):
+    projection = sw.logit_weights(wide, list(range(48))).double()
+    ref = reference_stats(projection)
+    stats = sw.logit_stats(wide, k=7, chunk_size=10, progress=False)
+    np.testing.assert_allclose(stats["std"], ref["std"], rtol=1e-5)
+    np.testing.assert_allclose(stats["skew"], ref["skewness"], rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(stats["kurtosis"], ref["kurtosis"], rtol=1e-4)
+    np.testing.assert_allclose(stats["mean"], ref["mean"], rtol=1e-4, atol=1e-7)
+    top, bottom = projection.topk(7, dim=1), projection.topk(7, dim=1, largest=False)
+    assert stats["top_ids"].tolist() == top.indices.tolist()
+    assert stats["bottom_ids"].tolist() == bottom.indices.tolist()
+
+
+# -- one pass: statistics and enrichment together --------------------------------------------
+@pytest.mark.parametrize("fixture, chunk", [("gpt2", 7), ("wide", 5), ("wide", None)])
+def test_table_is_logit_stats_and_enrichment_in_one_pass(request, fixture, chunk):
+    binding = request.getfixturevalue(fixture)
+    classes = sw.token_classes(binding).select(["starts_with_space", "lower", "digits", "punctuation", "length_2"])
+    table = logit_lens_table(binding, classes, k=6, chunk_size=chunk, progress=False)
+    stats = sw.logit_stats(binding, k=6, chunk_size=chunk, progress=False)
+    enrichment = sw.enrichment(binding, None, classes, chunk_size=chunk, progress=False)
+    pd.testing.assert_frame_equal(table[list(stats.columns)], stats)  # the same numbers, bit for bit
+    assert table.attrs["kind_thresholds"] == stats.attrs["kind_thresholds"]
+    es = enrichment.pivot(index="feature", columns="set", values="es")
+    ks = enrichment.pivot(index="feature", columns="set", values="log10_ks_p")
+    for name in classes:
+        assert np.array_equal(table[f"es:{name}"].to_numpy(), es[name].to_numpy()), name
+    assert list(table.columns) == [*stats.columns, *[f"es:{n}" for n in classes], "top_class", "top_class_es",
+                                   "top_class_log10_ks_p"]
+    best = ks[classes.names].to_numpy().argmin(axis=1)
+    assert table["top_class"].tolist() == [classes.names[i] for i in best]
+    np.testing.assert_allclose(table["top_class_log10_ks_p"], ks[classes.names].to_numpy().min(axis=1), rtol=1e-12)
+    assert table.attrs["class_sizes"] == {n: len(classes.ids(n)) for n in classes}
+
+
+def test_table_inputs_progress_and_errors(gpt2):
+    calls = []
+    table = logit_lens_table(gpt2.model, gpt2.sae, ["digits", "lower"], features=[5, 1], chunk_size=1,
+                             progress=lambda done, total: calls.append((done, total)))
+    assert table["feature"].tolist() == [5, 1] and calls == [(1, 2), (2, 2)]
+    by_binding = logit_lens_table(gpt2, ["digits", "lower"], features=[5, 1], progress=False)
+    pd.testing.assert_frame_equal(table, by_binding)
+    default = sw.logit_lens_table(gpt2, progress=False)  # every feature, the default classes (public name)
+    assert len(default) == gpt2.d_sae and "es:starts_with_space" in default
+    assert not default.filter(like="es:").isna().any().any()
+    with pytest.raises(ValueError, match="sets must be"):
+        logit_lens_table(gpt2, 3.5, progress=False)
+    with pytest.raises(ValueError, match="unknown token class 'nope'"):
+        logit_lens_table(gpt2, ["nope"], progress=False)
+    with pytest.raises(ValueError, match="k must be"):
+        logit_lens_table(gpt2, k=-2, progress=False)
+    with pytest.raises(ValueError, match="out of range"):
+        logit_lens_table(gpt2, features=[64], progress=False)
+
+
+def test_non_finite_inputs_are_refused(gpt2):
+    direction = gpt2.sae.W_dec[0].clone()
+    direction[3] = float("nan")
+    with pytest.raises(ValueError, match=r"direction\(s\) \[0\] contain NaN"):
+        logit_lens_table(gpt2, ["digits"], features=direction, progress=False)
+    sae = random_sae(32, 64, layer=1)
+    with torch.no_grad():
+        sae.W_dec[9, 2] = float("inf")
+    broken = sw.bind(gpt2.model, sae)
+    for call in (lambda: sw.logit_stats(broken, [3, 9], progress=False),
+                 lambda: logit_lens_table(broken, ["digits"], features=[3, 9], progress=False)):
+        with pytest.raises(ValueError, match=r"features \[9\] have NaN or infinite"):
+            call()
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        sw.enrichment(broken, [9], ["digits"], progress=False)

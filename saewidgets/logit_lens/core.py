@@ -4,8 +4,10 @@ unembedding (final-norm folding, cosine scaling) and chunked feature x vocab wei
 from __future__ import annotations
 
 import numbers
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Union
 
 import torch
 
@@ -81,6 +83,9 @@ def feature_spec(binding: Binding, features: Any, *, default_all: bool = True) -
                 f"a direction must have d_model={binding.d_model} values (or be n x {binding.d_model}); "
                 f"got shape {tuple(features.shape)}"
             )
+        if not torch.isfinite(vectors).all():
+            bad = (~torch.isfinite(vectors)).any(dim=1).nonzero()[:, 0].tolist()
+            raise ValueError(f"direction(s) {bad[:10]} contain NaN or infinite values; give finite vectors")
         return FeatureSpec(list(range(vectors.shape[0])), vectors)
     if isinstance(features, range):
         features = list(features)
@@ -117,7 +122,7 @@ class Unembedding:
     gain: torch.Tensor | None  # d_model, or None when the norm is not folded
     center: bool
     inv_col_norm: torch.Tensor | None  # vocab, when cosine
-    mean_column: torch.Tensor  # d_model: mean over the vocab of the (scaled) columns
+    mean_column: torch.Tensor  # d_model, float64 on the CPU: mean over the vocab of the (scaled) columns
 
     @property
     def device(self) -> torch.device:
@@ -137,25 +142,54 @@ class Unembedding:
             rows = rows * self.gain
         return rows, norms
 
-    def weights(self, rows: torch.Tensor) -> torch.Tensor:
-        """Logit weights (n x vocab, float32, on ``self.device``) of the direction rows."""
+    def weights(self, rows: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Logit weights (n x vocab, float32, on ``self.device``) of the direction rows,
+        written into the first n rows of ``out`` when given (no fresh pages per chunk)."""
+        return self.weights_and_means(rows, out)[0]
+
+    def weights_and_means(
+        self, rows: torch.Tensor, out: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logit weights and, from the same prepared rows, each row's mean over the
+        vocabulary (float64, exact up to the float32 rows: ``d_eff @ mean_column``)."""
         prepared, norms = self.prepare(rows)
-        out = prepared @ self.W_U
+        if out is None:
+            weights = prepared @ self.W_U
+        else:
+            weights = torch.matmul(prepared, self.W_U, out=out[: prepared.shape[0]])
         if self.inv_col_norm is not None:
-            out.mul_(self.inv_col_norm).div_(norms[:, None])
-        return out
+            weights.mul_(self.inv_col_norm).div_(norms[:, None])
+        return weights, self._means(prepared, norms)
 
     def means(self, rows: torch.Tensor) -> torch.Tensor:
-        """Mean over the vocab of each row's logit weights, without forming them."""
-        prepared, norms = self.prepare(rows)
-        mean = prepared @ self.mean_column
-        return mean if norms is None else mean / norms
+        """Mean over the vocab of each row's logit weights (float64, CPU), without forming them."""
+        return self._means(*self.prepare(rows))
+
+    def _means(self, prepared: torch.Tensor, norms: torch.Tensor | None) -> torch.Tensor:
+        mean = prepared.detach().cpu().double() @ self.mean_column
+        return mean if norms is None else mean / norms.detach().cpu().double()
+
+
+_LENS_CACHE: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
 def unembedding(
     binding: Binding, *, cosine: bool = False, fold_norm: bool = True, device: Any = None
 ) -> Unembedding:
-    """The effective unembedding of ``binding`` (see ``Unembedding``)."""
+    """The effective unembedding of ``binding`` (see ``Unembedding``). Cached per LM head,
+    final norm, options and weight versions: an in-place edit of either is seen."""
+    head = binding.layout.part(binding.model._module, "unembed")  # modules hash by identity
+    norm = binding.final_norm()
+    versions = tuple((p.data_ptr(), p._version) for p in (*head.parameters(), *norm.parameters()))
+    key = (bool(cosine), bool(fold_norm), str(device), id(norm), versions)
+    cache = _LENS_CACHE.setdefault(head, {})
+    if key not in cache:
+        cache.clear()  # one entry per head: the effective unembedding is as large as W_U
+        cache[key] = _build_unembedding(binding, cosine=cosine, fold_norm=fold_norm, device=device)
+    return cache[key]
+
+
+def _build_unembedding(binding: Binding, *, cosine: bool, fold_norm: bool, device: Any) -> Unembedding:
     W_U = binding.unembedding().detach()
     device = torch.device(device) if device is not None else W_U.device
     W_U = W_U.to(device=device, dtype=torch.float32)
@@ -166,8 +200,15 @@ def unembedding(
     inv_col_norm = None
     if cosine:
         inv_col_norm = 1.0 / _effective_column_norms(W_U, gain, center).clamp_min(1e-30)
-    mean_column = (W_U * inv_col_norm).mean(dim=1) if inv_col_norm is not None else W_U.mean(dim=1)
+    mean_column = _mean_column(W_U, inv_col_norm)
     return Unembedding(W_U, gain, center, inv_col_norm, mean_column)
+
+
+def _mean_column(W_U: torch.Tensor, inv_col_norm: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the vocab of the (scaled) columns of ``W_U``, by one matrix-vector product
+    (no copy of W_U); kept in float64 on the CPU (some accelerators have no float64)."""
+    scale = inv_col_norm if inv_col_norm is not None else torch.ones(W_U.shape[1], device=W_U.device)
+    return (W_U @ scale).cpu().double() / W_U.shape[1]
 
 
 def _effective_column_norms(W_U: torch.Tensor, gain: torch.Tensor | None, center: bool) -> torch.Tensor:
@@ -236,21 +277,53 @@ def auto_chunk(vocab_size: int, n: int, chunk_size: int | None) -> int:
     return int(min(chunk_size, max(1, n)))
 
 
-def iter_weights(
+def worker_pool(workers: int | None = None) -> ThreadPoolExecutor:
+    """Threads for the per-row work on the CPU (numpy releases the GIL): ``workers``, by
+    default torch's thread count (at most 4)."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1):
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    return ThreadPoolExecutor(int(workers or min(4, torch.get_num_threads())))
+
+
+@dataclass
+class Chunk:
+    """One chunk of features: their positions in the request, their logit weights (a view
+    of a buffer that the next chunk overwrites) and their means over the vocabulary."""
+
+    positions: slice
+    weights: torch.Tensor  # rows x vocab, float32, on the compute device
+    means: torch.Tensor  # rows, float64, on the CPU
+
+
+Progress = Union[bool, Callable[[int, int], None]]
+
+
+def stream(
     binding: Binding,
     spec: FeatureSpec,
     lens: Unembedding,
     chunk_size: int,
     *,
-    progress: bool = True,
+    progress: Progress = True,
     desc: str = "logit weights",
-) -> Iterator[tuple[slice, torch.Tensor]]:
-    """Yield ``(positions, weights)`` chunk by chunk; weights stay on the compute device."""
+) -> Iterator[Chunk]:
+    """Yield the features' logit weights chunk by chunk, all in one reused buffer: a fresh
+    chunk-sized allocation costs page faults comparable to the statistics themselves.
+
+    ``progress``: True (a tqdm bar when there is more than one chunk), False, or a callable
+    ``progress(done, total)`` called after every chunk (no bar then).
+    """
     from tqdm.auto import tqdm
 
     n = len(spec)
-    with torch.no_grad(), tqdm(total=n, desc=desc, unit="feature", disable=not progress or n <= chunk_size) as bar:
+    report = progress if callable(progress) else None
+    show = progress is True and n > chunk_size
+    buffer = torch.empty(min(chunk_size, n), lens.vocab_size, device=lens.device)
+    with torch.no_grad(), tqdm(total=n, desc=desc, unit="feature", disable=not show) as bar:
         for start in range(0, n, chunk_size):
             stop = min(n, start + chunk_size)
-            yield slice(start, stop), lens.weights(spec.rows(binding, start, stop))
+            weights, means = lens.weights_and_means(spec.rows(binding, start, stop), out=buffer)
+            yield Chunk(slice(start, stop), weights, means)
             bar.update(stop - start)
+            if report is not None:
+                report(stop, n)

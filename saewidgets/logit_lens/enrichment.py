@@ -7,18 +7,16 @@
 from __future__ import annotations
 
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .core import NOT_GIVEN, auto_chunk, feature_spec, iter_weights, resolve, unembedding
-from .ranks import RankScores, benjamini_hochberg, ks_p_value, mann_whitney_p, rank_scores, smaller_sides
+from .core import NOT_GIVEN, Chunk, Progress, auto_chunk, feature_spec, resolve, stream, unembedding, worker_pool
+from .ranks import RANK_ROWS, RankScores, TokenSets, benjamini_hochberg, ks_p_value, mann_whitney_p, score_rows
 from ..tokens.classes import TokenClasses, token_classes
-
-RANK_BLOCK = 32  # features ranked per call (per thread)
 
 # The reference's built-in token sets that exist for every tokenizer.
 DEFAULT_SETS = (
@@ -38,7 +36,7 @@ def enrichment(
     chunk_size: int | None = None,
     device: Any = None,
     workers: int | None = None,
-    progress: bool = True,
+    progress: Progress = True,
 ) -> pd.DataFrame:
     """Enrichment of token sets among each feature's logit weights ``w_f``.
 
@@ -65,30 +63,39 @@ def enrichment(
       ks_q, q_value  Benjamini-Hochberg q-values of ks_p / p_value across every row of
                   this table; log10_ks_p, log10_p stay finite where p underflows
     Exact ties between weights count as one step of the walk (and mid-ranks for U),
-    so no tie order is assumed (see ``logit_ranks``). The weights stream in chunks
-    (matmul on the model's device, ranks on the CPU, ``workers`` threads);
-    ``cosine``/``fold_norm`` as in ``sw.logit_weights``.
+    so no tie order is assumed (see ``saewidgets.logit_lens.ranks``). The weights stream
+    in chunks (matmul on the model's device, ranks on the CPU, ``workers`` threads,
+    default: torch's thread count, at most 4); ``cosine``/``fold_norm`` as in
+    ``sw.logit_weights``; ``progress``: a tqdm bar, False, or ``progress(done, total)``.
+    ``sw.logit_lens_table`` gives the same ``es`` with the statistics, in one pass.
     """
     binding, (features, sets) = resolve(model, sae, features, sets)
     spec = feature_spec(binding, features)
     lens = unembedding(binding, cosine=cosine, fold_norm=fold_norm, device=device)
-    vocab = lens.vocab_size
-    names, members = _token_sets(binding, sets, vocab)
-    sizes = np.array([ids.size for ids in members], dtype=np.float64)
-    sides = smaller_sides(members, vocab)
-    chunk = auto_chunk(vocab, len(spec), chunk_size)
-    workers = max(1, int(workers or min(4, torch.get_num_threads())))
-    scores = RankScores(np.zeros((len(spec), len(names))), np.zeros((len(spec), len(names))), np.zeros(len(spec)))
-    with ThreadPoolExecutor(workers) as pool:
-        for rows, weights in iter_weights(binding, spec, lens, chunk, progress=progress, desc="enrichment"):
-            block = weights.cpu().numpy()
-            # blocks of a few rows: their arrays stay small enough for malloc to reuse (no page faults)
-            starts = range(0, block.shape[0], RANK_BLOCK)
-            ranked = pool.map(lambda i: rank_scores(block[i : i + RANK_BLOCK], members, sides=sides), starts)  # noqa: B023
-            for start, result in zip(starts, ranked):
-                target = slice(rows.start + start, rows.start + start + result.es.shape[0])
-                scores.es[target], scores.u[target], scores.tie_term[target] = result.es, result.u, result.tie_term
-    return enrichment_table(spec.ids, names, sizes, vocab, scores)
+    names, members = token_sets(binding, sets, lens.vocab_size)
+    with worker_pool(workers) as pool:
+        ranks = RankAccumulator(len(spec), members, lens.vocab_size, pool)
+        for chunk in stream(binding, spec, lens, auto_chunk(lens.vocab_size, len(spec), chunk_size),
+                            progress=progress, desc="enrichment"):
+            ranks.add(chunk)
+    return enrichment_table(spec.ids, names, ranks.sets.sizes, lens.vocab_size, ranks.scores)
+
+
+class RankAccumulator:
+    """Rank scores of every requested feature for some token sets, filled chunk by chunk
+    (blocks of ``RANK_ROWS`` rows on ``pool``'s threads)."""
+
+    def __init__(self, n: int, members: list[np.ndarray], vocab: int, pool: Executor, *, with_u: bool = True) -> None:
+        self.sets, self.with_u, self.pool = TokenSets(members, vocab), with_u, pool
+        self.scores = RankScores(np.zeros((n, len(members))), np.zeros((n, len(members))), np.zeros(n))
+
+    def add(self, chunk: Chunk) -> None:
+        weights = chunk.weights.cpu().numpy()  # a view on the CPU: the blocks are ranked before the next chunk
+        starts = range(0, weights.shape[0], RANK_ROWS)
+        done = self.pool.map(lambda i: score_rows(weights[i : i + RANK_ROWS], self.sets, with_u=self.with_u), starts)
+        for start, (es, u, tie_term) in zip(starts, done):
+            rows = slice(chunk.positions.start + start, chunk.positions.start + start + es.shape[0])
+            self.scores.es[rows], self.scores.u[rows], self.scores.tie_term[rows] = es, u, tie_term
 
 
 def enrichment_table(
@@ -119,7 +126,7 @@ def enrichment_table(
     )
 
 
-def _token_sets(binding: Any, sets: Any, vocab: int) -> tuple[list[str], list[np.ndarray]]:
+def token_sets(binding: Any, sets: Any, vocab: int) -> tuple[list[str], list[np.ndarray]]:
     """Names and sorted member ids of the requested sets, empty/full sets dropped."""
     if sets is None:
         sets = list(DEFAULT_SETS)

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .moments import moments as row_moments
+
 PREDICTION_SKEW = 2.0  # floor for |skew| of prediction / suppression features, with
 HEAVY_KURTOSIS = 6.0  # a floor on (plain) kurtosis: a small group of tokens far out on one side
 PARTITION_BIMODALITY = 5 / 9  # floor on Sarle's (skew^2 + 1) / kurtosis: a uniform distribution's value
@@ -50,7 +52,7 @@ def fixed_thresholds() -> dict[str, float]:
     return {"skew": PREDICTION_SKEW, "kurtosis": HEAVY_KURTOSIS, "bimodality": PARTITION_BIMODALITY}
 
 
-def kind_thresholds(binding: Any, lens: Any, cosine: bool, fold_norm: bool, moments_fn: Any) -> dict[str, float]:
+def kind_thresholds(binding: Any, lens: Any, cosine: bool, fold_norm: bool) -> dict[str, float]:
     """Thresholds for ``binding``'s unembedding: |skew| and bimodality are each the larger of
     the fixed floor and the maximum over ``NULL_ROWS`` random Gaussian decoder rows; the
     kurtosis floor stays fixed (it only acts together with skew). Cached per LM head,
@@ -64,9 +66,11 @@ def kind_thresholds(binding: Any, lens: Any, cosine: bool, fold_norm: bool, mome
         generator = torch.Generator().manual_seed(0)
         rows = torch.randn(NULL_ROWS, binding.d_model, generator=generator)
         moments = []
+        buffer = torch.empty(128, lens.vocab_size, device=lens.device)  # one buffer: no fresh pages per block
         with torch.no_grad():
             for start in range(0, NULL_ROWS, 128):
-                moments.append(moments_fn(lens.weights(rows[start : start + 128])).cpu().numpy())
+                weights, means = lens.weights_and_means(rows[start : start + 128], out=buffer)
+                moments.append(row_moments(weights, means).numpy())
         _, _, skew, kurtosis = np.concatenate(moments).T
         fixed = fixed_thresholds()
         per_weight[key] = {

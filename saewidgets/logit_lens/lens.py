@@ -34,15 +34,18 @@ only the columns; with its unit-norm decoder rows that is the same.)
 
 from __future__ import annotations
 
+import numbers
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .core import NOT_GIVEN, auto_chunk, feature_spec, iter_weights, resolve, unembedding
+from .core import NOT_GIVEN, Chunk, Progress, auto_chunk, feature_spec, resolve, stream, unembedding, worker_pool
 from .kinds import bimodality as bimodality_of
 from .kinds import feature_kinds, fixed_thresholds, kind_thresholds
+from .moments import MomentWorkspace, chunk_statistics, moments_from_sums
 from ..tokens.strings import tokenizer_strings
 
 
@@ -84,7 +87,8 @@ def logit_stats(
     chunk_size: int | None = None,
     device: Any = None,
     random_baseline: bool = True,
-    progress: bool = True,
+    workers: int | None = None,
+    progress: Progress = True,
 ) -> pd.DataFrame:
     """Per-feature statistics of the logit weights over the vocabulary, one row per feature.
 
@@ -111,71 +115,78 @@ def logit_stats(
     ``saewidgets.logit_lens.kinds``. The values used are in
     ``result.attrs["kind_thresholds"]``.
 
-    Streams over features in chunks (never d_sae x vocab at once), with a
-    progress bar; computes on the model's device unless ``device`` is given.
+    Streams over features in chunks (never d_sae x vocab at once); ``progress``: a
+    tqdm bar (True), none (False) or a callable ``progress(done, total)``. Computes on
+    the model's device unless ``device`` is given; on the CPU the per-row work runs on
+    ``workers`` threads (default: torch's thread count, at most 4). ``sw.logit_lens_table`` gives the
+    same columns plus token-class enrichment in the same pass.
     """
     binding, (features,) = resolve(model, sae, features)
     spec = feature_spec(binding, features)
     lens = unembedding(binding, cosine=cosine, fold_norm=fold_norm, device=device)
-    vocab = lens.vocab_size
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+    k = check_k(k, lens.vocab_size)
+    with worker_pool(workers) as pool:
+        stats = StatsAccumulator(len(spec), lens.vocab_size, k, lens.device, spec.ids, pool)
+        for chunk in stream(binding, spec, lens, auto_chunk(lens.vocab_size, len(spec), chunk_size),
+                            progress=progress, desc="logit stats"):
+            stats.add(chunk)
+    return stats.table(binding, spec, lens, cosine, fold_norm, random_baseline)
+
+
+def check_k(k: Any, vocab: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
         raise ValueError(f"k must be a non-negative integer, got {k!r}")
-    k = min(k, vocab)
-    n = len(spec)
-    moments = np.zeros((n, 4))
-    top_v, top_i = np.zeros((n, k), np.float32), np.zeros((n, k), np.int64)
-    bot_v, bot_i = np.zeros((n, k), np.float32), np.zeros((n, k), np.int64)
-    chunk = auto_chunk(vocab, n, chunk_size)
-    scratch = torch.empty(chunk, vocab, device=lens.device)
-    for rows, weights in iter_weights(binding, spec, lens, chunk, progress=progress, desc="logit stats"):
-        if k:
-            values, ids = weights.topk(k, dim=1)
-            top_v[rows], top_i[rows] = values.cpu().numpy(), ids.cpu().numpy()
-            values, ids = weights.topk(k, dim=1, largest=False)
-            bot_v[rows], bot_i[rows] = values.cpu().numpy(), ids.cpu().numpy()
-        moments[rows] = _moments(weights, scratch).cpu().numpy()
-    mean, std, skew, kurtosis = moments.T
-    strings = _strings(binding, vocab)
-    thresholds = kind_thresholds(binding, lens, cosine, fold_norm, _moments) if random_baseline else fixed_thresholds()
-    table = pd.DataFrame(
-        {
-            "feature": np.asarray(spec.ids, dtype=np.int64),
-            "mean": mean,
-            "std": std,
-            "skew": skew,
-            "kurtosis": kurtosis,
-            "excess_kurtosis": kurtosis - 3,
-            "bimodality": bimodality_of(skew, kurtosis),
-            "kind": feature_kinds(skew, kurtosis, thresholds),
-            "top_tokens": [[strings[i] for i in row] for row in top_i],
-            "top_values": top_v.tolist(),
-            "top_ids": top_i.tolist(),
-            "bottom_tokens": [[strings[i] for i in row] for row in bot_i],
-            "bottom_values": bot_v.tolist(),
-            "bottom_ids": bot_i.tolist(),
-        }
-    )
-    table.attrs["kind_thresholds"] = thresholds
-    return table
+    return int(min(k, vocab))
 
 
-def _moments(weights: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
-    """Rows of (mean, std, skew, kurtosis): population moments, plain kurtosis.
-    Centres ``weights`` in place (they are not used afterwards); ``scratch``, a buffer
-    at least as large, is reused for the squares (fresh pages cost as much as the math)."""
-    rows, vocab = weights.shape
-    mean = weights.mean(dim=1, keepdim=True)
-    centred = weights.sub_(mean)
-    if scratch is None or scratch.numel() < centred.numel() or scratch.device != centred.device:
-        scratch = torch.empty_like(centred)
-    square = torch.mul(centred, centred, out=scratch.view(-1)[: centred.numel()].view(rows, vocab))
-    m2 = square.sum(dim=1).double() / vocab
-    m3 = torch.einsum("ij,ij->i", square, centred).double() / vocab  # a BLAS dot per row
-    m4 = torch.einsum("ij,ij->i", square, square).double() / vocab
-    std = m2.sqrt()
-    skew = m3 / m2.pow(1.5)
-    kurtosis = m4 / m2.square()
-    return torch.stack([mean[:, 0].double(), std, skew, kurtosis], dim=1)
+class StatsAccumulator:
+    """Moments and top/bottom tokens of every requested feature, filled chunk by chunk."""
+
+    def __init__(self, n: int, vocab: int, k: int, device: torch.device, ids: Any = None,
+                 pool: Executor | None = None) -> None:
+        self.vocab, self.k, self.ids, self.pool = vocab, k, ids, pool
+        self.moments = np.zeros((n, 4))
+        self.top_v, self.top_i = np.zeros((n, k), np.float32), np.zeros((n, k), np.int64)
+        self.bot_v, self.bot_i = np.zeros((n, k), np.float32), np.zeros((n, k), np.int64)
+        self.workspace = MomentWorkspace(vocab, device)
+
+    def add(self, chunk: Chunk) -> None:
+        rows, weights = chunk.positions, chunk.weights
+        sums, ends = chunk_statistics(weights, chunk.means, self.k, self.workspace, self.pool)
+        if not torch.isfinite(sums).all():
+            bad = (~torch.isfinite(sums)).any(dim=1).nonzero()[:, 0] + rows.start
+            names = [self.ids[i] for i in bad.tolist()] if self.ids is not None else bad.tolist()
+            raise ValueError(f"features {names[:10]} have NaN or infinite logit weights; check the SAE and model weights")
+        self.moments[rows] = moments_from_sums(chunk.means, sums, self.vocab).numpy()
+        if ends is not None:
+            top_v, top_i, bot_v, bot_i = (part.cpu().numpy() for part in ends)
+            self.top_v[rows], self.top_i[rows], self.bot_v[rows], self.bot_i[rows] = top_v, top_i, bot_v, bot_i
+
+    def table(self, binding: Any, spec: Any, lens: Any, cosine: bool, fold_norm: bool,
+              random_baseline: bool) -> pd.DataFrame:
+        mean, std, skew, kurtosis = self.moments.T
+        strings = _strings(binding, self.vocab)
+        thresholds = kind_thresholds(binding, lens, cosine, fold_norm) if random_baseline else fixed_thresholds()
+        table = pd.DataFrame(
+            {
+                "feature": np.asarray(spec.ids, dtype=np.int64),
+                "mean": mean,
+                "std": std,
+                "skew": skew,
+                "kurtosis": kurtosis,
+                "excess_kurtosis": kurtosis - 3,
+                "bimodality": bimodality_of(skew, kurtosis),
+                "kind": feature_kinds(skew, kurtosis, thresholds),
+                "top_tokens": [[strings[i] for i in row] for row in self.top_i],
+                "top_values": self.top_v.tolist(),
+                "top_ids": self.top_i.tolist(),
+                "bottom_tokens": [[strings[i] for i in row] for row in self.bot_i],
+                "bottom_values": self.bot_v.tolist(),
+                "bottom_ids": self.bot_i.tolist(),
+            }
+        )
+        table.attrs["kind_thresholds"] = thresholds
+        return table
 
 
 def _strings(binding: Any, vocab: int) -> tuple[str, ...]:
