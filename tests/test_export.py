@@ -296,7 +296,8 @@ def test_gemma_notebook_runs_end_to_end_on_a_substituted_model(tmp_path, monkeyp
     nbformat.write(nb, saved)
     assert "application/vnd.jupyter.widget-state+json" in nb.metadata.get("widgets", {})
     html = offline_html(saved)
-    assert html.count(f'<script type="{VIEW_MIMETYPE}">') == 2  # the explorer, displayed twice
+    assert html.count(f'<script type="{VIEW_MIMETYPE}">') == 3  # the explorer, displayed twice, and the chart
+    assert html.count('"_kind":"chart"') + html.count('"_kind": "chart"') >= 1
     assert not REMOTE.search(html), REMOTE.search(html)
     # progress bars show as text; no widget state is left for a CDN loader to render
     assert "application/vnd.jupyter.widget-state+json" not in html and "unpkg.com" not in html

@@ -182,9 +182,10 @@ def test_offline_nbconvert_html_of_an_executed_notebook(executed, browser, artif
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(saved.path.as_uri())
-    views = page.locator(".sw-root")
-    views.first.wait_for(timeout=20_000)
-    assert views.count() == 3  # the notebook shows the explorer twice, the planted cell once more
+    views = page.locator(".sw-root.sw-explorer")
+    # the notebook shows the explorer twice, the planted cell once more (its chart cell is a chart view)
+    page.wait_for_function("() => document.querySelectorAll('.sw-root.sw-explorer').length === 3", timeout=30_000)
+    page.locator(".sw-chart-view svg").first.wait_for(timeout=20_000)
     check_view(page, views.last, executed["scales"], artifacts, "offline-nbconvert")
     assert outside == [] and errors == []
     context.close()
@@ -224,7 +225,7 @@ def test_jupyterlab_reopened_renders_the_saved_view(executed, lab, browser, arti
         page.locator(".jp-Dialog .jp-mod-accept").first.click(timeout=5_000)
     except Exception:
         pass  # no kernel dialog this time
-    root = page.locator(".jp-OutputArea .sw-root").last
+    root = page.locator(".jp-OutputArea .sw-root.sw-explorer").last
     root.wait_for(timeout=60_000)
     root.scroll_into_view_if_needed()
     check_view(page, root, executed["scales"], artifacts, "offline-jupyterlab-reopened")

@@ -37,8 +37,10 @@ def test_the_readme_page_works_offline(browser, tmp_path, artifacts):
     try:
         page.goto(out.as_uri())
         explorers = page.locator(".sw-root.sw-explorer")
-        explorers.first.wait_for(timeout=30_000)
-        root = explorers.last  # the snapshot's view
+        # the quickstart shows the explorer twice (live, then its snapshot): wait for both views, or
+        # `last` resolves to the first one while the second is still being drawn
+        page.wait_for_function("() => document.querySelectorAll('.sw-root.sw-explorer').length === 2", timeout=30_000)
+        root = explorers.nth(1)  # the snapshot's view
         root.locator(".sw-snapshot-note[data-offline='true']").wait_for(timeout=20_000)
         root.locator(".sw-chart svg").first.wait_for(timeout=20_000)  # the histogram (the one spec)
         assert page.locator("img[alt='chart'], .sw-chart-view svg, svg").count() > 1  # and the altair chart
