@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,12 @@ from saewidgets.export import offline_html, save_gallery
 from saewidgets.export.packing import Packer, unpack
 from saewidgets.export.page import VIEW_MIMETYPE
 from saewidgets.export.snapshot import symlog_grid
+from hostile import CLASS, hostile, hostile_explorer, visible
 from tiny_models import random_sae, tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 NOTEBOOKS = REPO / "notebooks"
-PAYLOAD = "<img src=x onerror=window.__pwned=1>"
 SWEEP = dict(scales=[0.0, 1.0, 2.0], max_new_tokens=3)  # a short self-explanation sweep
 # a tag that would load something from another host (links in text are fine: they load nothing)
 REMOTE = re.compile(r"""<(?:script|link|img|iframe|source|embed|object)\b[^>]*\b(?:src|href|data)\s*=\s*["']?(?:https?:)?//""", re.I)
@@ -223,24 +224,113 @@ def test_charts_export_to_png_and_svg_offline(explorer, tmp_path, no_network):
         type(explorer).chart_spec(type("Empty", (), {"histogram": {}})(), "histogram")
 
 
-# -- the script-free fallback ------------------------------------------------------------------
+# -- hostile text: nothing breaks out of the page's script elements or the static picture ------------
 
-def test_mimebundle_carries_an_escaped_static_picture(binding):
-    ex = sw.FeatureExplorer(binding, feature=2, prompt="The quick", max_new_tokens=3)
-    try:
-        info = dict(ex.feature_info)
-        info["top_positive"] = [[PAYLOAD, 1.0], *info["top_positive"][1:]]
-        ex.feature_info = info
-        ex.generation = {**ex.generation, "steered": {"tokens": [PAYLOAD], "logprobs": [-1.0]}}
-        data, _ = ex._repr_mimebundle_()
-        assert "application/vnd.jupyter.widget-view+json" in data
-        html = data["text/html"]
-        assert "<script" not in html and "<img src=x" not in html
-        assert "&lt;img src=x onerror=window.__pwned=1&gt;" in html  # the continuation, as text
-        assert "&lt;img·src=x·onerror=window.__pwned=1&gt;" in html  # the token, spaces made visible
-        assert '<img src="data:image/svg+xml;base64,' in html and "Feature 2" in html
-    finally:
-        ex.close()
+class Parsed(HTMLParser):
+    """A page as the HTML parser reads it: start tags with attributes, script bodies, text, comments."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.scripts: list[tuple[dict, str]] = []
+        self.text: list[str] = []
+        self.comments: list[str] = []
+        self._script: list[str] | None = None
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag == "script":
+            self._script = []
+
+    def handle_endtag(self, tag):
+        if tag == "script" and self._script is not None:
+            self.scripts.append((self.tags[-1][1] if self.tags[-1][0] == "script" else {}, "".join(self._script)))
+            self._script = None
+
+    def handle_data(self, data):
+        (self._script if self._script is not None else self.text).append(data)
+
+    def handle_comment(self, data):
+        self.comments.append(data)
+
+
+@pytest.fixture(scope="module")
+def hostile_ex(binding):
+    ex = hostile_explorer(binding)
+    yield ex
+    ex.close()
+
+
+PAGE_TAGS = {"html", "head", "meta", "title", "style", "body", "header", "h1", "p", "section", "h2", "nav", "a",
+             "script"}
+
+
+def test_hostile_text_stays_inside_the_pages_json(hostile_ex, tmp_path):
+    """Every field's payload (``</script>``, ``<!--``, ``-->``, U+2028) is written as JSON escapes:
+    the page keeps its script elements (views + module + styles + bootstrap), no tag or comment
+    comes from model text, and each field decodes back to exactly what was saved."""
+    single = hostile_ex.save_html(tmp_path / "one.html", title=hostile("page-title"))
+    gallery = save_gallery(hostile_ex, [3, 5], tmp_path / "gallery.html", title=hostile("page-title"))
+    for saved, n_views in ((single, 1), (gallery, 2)):
+        page = Parsed(saved.path.read_text(encoding="utf-8"))
+        kinds = [attrs.get("type") for attrs, _ in page.scripts]
+        assert kinds.count(VIEW_MIMETYPE) == n_views and len(page.scripts) == n_views + 3, kinds
+        assert sum(tag == "script" for tag, _ in page.tags) == n_views + 3
+        assert {tag for tag, _ in page.tags} <= PAGE_TAGS and page.comments == []
+        assert not [a for _, attrs in page.tags for a in attrs if a.startswith("on")]
+        assert "".join(page.text).count(hostile("page-title")) == 2  # <title> and <h1>, as text
+        for attrs, body in page.scripts:
+            if attrs.get("type") in (VIEW_MIMETYPE, "application/json"):
+                assert not set(body) & set("<>&\u2028\u2029"), body[:200]
+        views = [json.loads(body) for attrs, body in page.scripts if attrs.get("type") == VIEW_MIMETYPE]
+        for view in views:
+            state = view["state"]
+            assert state["prompt"] == hostile("prompt") and state["title"] == hostile("title")
+            assert state["class_names"][0] == CLASS and state["token_class"] == CLASS
+            assert state["feature_info"]["explanation"] == hostile("explanation")
+            assert state["feature_info"]["top_positive"][0][0] == hostile("top-token")
+            assert state["feature_info"]["top_negative"][0][0] == hostile("bottom-token")
+            assert state["generation"]["steered"]["tokens"][0] == hostile("token")
+            assert state["generation"]["baseline"]["tokens"][0] == hostile("baseline-token")
+            assert state["rankings"]["skew"][0][2] == hostile("label")
+            assert state["precomputed"]["inputs"]["prompt"] == hostile("prompt")
+            for item in state["precomputed"]["items"].values():
+                assert item["self_explanation"]["explanation"].startswith(hostile("self-explanation"))
+                assert all(row[1].startswith(hostile("self-explanation")) for row in item["self_explanation"]["rows"])
+                assert all(s["tokens"][0] == hostile("token") for s in item["steered"])
+        headings = [text for text in page.text if text.startswith("Feature ")]
+        assert n_views == 1 or headings == [f"Feature {f} · {hostile('explanation')}" for f in (3, 5)] * 2
+
+
+STATIC_TAGS = {"div", "span", "strong", "p", "img", "table", "caption", "tr", "td", "code"}
+
+
+def test_static_picture_escapes_every_field(hostile_ex):
+    """The script-free picture (``text/html`` beside the widget): every field's payload shows as
+    text and makes no tag, attribute or comment; the only image is the chart, as a data: URL."""
+    data, _ = hostile_ex._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in data
+    from saewidgets.export.static_view import static_explorer_html
+
+    state = {**hostile_ex._static_state(), "self_explanation": {"explanation": hostile("self-explanation")}}
+    for html in (data["text/html"], static_explorer_html(state, note=hostile("note"))):
+        page = Parsed(html)
+        assert {tag for tag, _ in page.tags} <= STATIC_TAGS and page.comments == [] and page.scripts == []
+        [img] = [attrs for tag, attrs in page.tags if tag == "img"]
+        assert img["src"].startswith("data:image/svg+xml;base64,") and img["alt"] == "logit weight histogram"
+        assert not [a for _, attrs in page.tags for a in attrs if a.startswith("on")]
+        text = "".join(page.text)
+        for field in ("title", "explanation", "prompt", "token", "baseline-token"):
+            assert hostile(field) in text, field
+        assert text.count(hostile("prompt")) == 2  # baseline and steered columns
+        assert f"enrichment: {CLASS}" in text  # the statistic's name holds the class name
+        for field in ("top-token", "bottom-token"):  # spaces made visible, the exact token in the tooltip
+            assert visible(hostile(field)) in text, field
+            assert repr(hostile(field)) in [attrs.get("title") for _, attrs in page.tags]
+    assert hostile("self-explanation") in text and hostile("note") in text
+    assert "Feature 3" in text
 
 
 # -- notebooks ------------------------------------------------------------------------------

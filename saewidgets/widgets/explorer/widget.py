@@ -8,6 +8,7 @@ it without a kernel), every computation is a method of its ``ExplorerSession``
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -170,6 +171,10 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         self._runner = LatestRequestRunner(debounce, on_busy=self._on_busy, name="saewidgets-explorer")
         self._stats_runner = LatestRequestRunner(0.0, name="saewidgets-explorer-stats")
         self._explain_runner = LatestRequestRunner(0.0, name="saewidgets-explorer-self-explain")
+        # feature_info is computed from the lens (whose statistics a background job fills) and then set,
+        # from the kernel's thread and from that job: both do it under this lock, so whichever runs
+        # second reads the newer lens and a stale value never lands last
+        self._info_lock = threading.RLock()
 
         # Arguments are checked strictly (ValueError) here; later changes report in `error`.
         if direction is not None:
@@ -421,23 +426,25 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     # -- the target's logit lens ----------------------------------------------------
     def _show_target(self) -> None:
         target = self.target
-        try:
-            info = self.session.feature_info(target, self.token_class)
-            hist = self.session.histogram(target, self.token_class)
-            scale_range = self.session.scale_range(target)
-        except ValueError as error:
-            self.error = str(error)
-            return
-        with self.hold_sync():
-            self.direction_info = self._direction.describe() if self.feature == -1 and self._direction else {}
-            self.feature_info = info
-            self.histogram = hist
-            self.scale_range = scale_range
+        with self._info_lock:
+            try:
+                info = self.session.feature_info(target, self.token_class)
+                hist = self.session.histogram(target, self.token_class)
+                scale_range = self.session.scale_range(target)
+            except ValueError as error:
+                self.error = str(error)
+                return
+            with self.hold_sync():
+                self.direction_info = self._direction.describe() if self.feature == -1 and self._direction else {}
+                self.feature_info = info
+                self.histogram = hist
+                self.scale_range = scale_range
 
     def _show_histogram(self) -> None:
         target = self.target
-        self.histogram = self.session.histogram(target, self.token_class)
-        self.feature_info = self.session.feature_info(target, self.token_class)
+        with self._info_lock:
+            self.histogram = self.session.histogram(target, self.token_class)
+            self.feature_info = self.session.feature_info(target, self.token_class)
 
     def _with_range(self, entry: dict) -> dict:
         return {**entry, **self.session.scale_range(entry["feature"])}
@@ -470,7 +477,8 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         with self.hold_sync():
             self.stats_progress = {}
             self._guard(self._show_rankings)
-            self._guard(lambda: setattr(self, "feature_info", self.session.feature_info(self.target, self.token_class)))
+            with self._info_lock:
+                self._guard(lambda: setattr(self, "feature_info", self.session.feature_info(self.target, self.token_class)))
             if self.search:
                 self.search_results = self.session.search(self.search)
 
