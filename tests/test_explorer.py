@@ -380,11 +380,8 @@ def test_large_saes_compute_statistics_in_the_background(pair, monkeypatch):
 
 
 def test_on_the_model_organism_concept_classes_match_the_ground_truth():
-    try:
-        model, sae = sw.organism()
-        gt = sw.organism_ground_truth()
-    except Exception as error:  # only while the organism's files are not built yet
-        pytest.skip(f"the model organism is not available: {error}")
+    model, sae = sw.organism()  # shipped in the package: never skipped
+    gt = sw.organism_ground_truth()
     concept = "number"
     ex = sw.FeatureExplorer(model, sae, feature=gt.feature(concept), prompt="The word", max_new_tokens=3,
                             classes=gt.concepts, token_class=concept)

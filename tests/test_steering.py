@@ -278,10 +278,7 @@ def test_prepend_bos(gpt2):
 # -- the built-in model organism (a trained GPT-2 with known concept features) ------------------
 
 def _organism():
-    from saewidgets.model_organism.ground_truth import MODEL_DIR
-
-    if not (MODEL_DIR / "config.json").is_file():
-        pytest.skip("the model organism's files are not built (saewidgets/model_organism/data)")
+    """The organism ships in the package: a failure to load it is a failure, never a skip."""
     return sw.organism(), sw.organism_ground_truth()
 
 
