@@ -235,6 +235,12 @@ def test_set_inputs_and_errors(binding):
         sw.enrichment(binding, [999], ["digits"], progress=False)
 
 
+# Targets on the organism's 10 concepts (stated, not copied from a run: the shipped build measures
+# 8/10 for the first two and 6/10 for the last): a clear majority is enriched as its world says,
+# and at least half of the concept features rank their own concept first.
+MAJORITY, HALF = 7, 5
+
+
 @pytest.fixture(scope="module")
 def organism():
     gt = sw.organism_ground_truth()  # shipped in the package: never skipped
@@ -287,7 +293,7 @@ def test_organism_prediction_features_are_enriched_for_the_concept_they_predict(
         rows = table[table.feature == feature].set_index("set")
         if rows.es.idxmax() == concept and rows.loc[concept, "ks_q"] < 1e-3:
             hits.append(concept)
-    assert len(hits) >= 8, (hits, chosen)
+    assert len(hits) >= MAJORITY, (hits, chosen)
 
 
 def test_organism_concept_features_promote_their_own_concept(organism):
@@ -306,7 +312,7 @@ def test_organism_concept_features_promote_their_own_concept(organism):
             own.append(concept)
         if rows.es.idxmax() == concept:
             top.append(concept)
-    assert len(own) >= 8 and len(top) >= 6, (own, top)
+    assert len(own) >= MAJORITY and len(top) >= HALF, (own, top)
 
 
 def test_organism_kinds_against_random_directions(organism):

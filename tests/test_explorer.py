@@ -14,7 +14,7 @@ from saewidgets.widgets.live import LatestRequestRunner, Superseded, model_lock
 # -- the live runner -------------------------------------------------------------------
 
 def test_runner_debounces_a_burst_into_the_last_request():
-    runner = LatestRequestRunner(debounce=0.1)
+    runner = LatestRequestRunner(debounce=1.0)  # the loop's submissions are far closer than 1 s, even under load
     ran = []
     for i in range(5):
         runner.submit(lambda ticket, i=i: ran.append(i))
@@ -24,10 +24,10 @@ def test_runner_debounces_a_burst_into_the_last_request():
 
 
 def test_a_lone_request_starts_without_waiting_for_the_debounce():
-    runner = LatestRequestRunner(debounce=2.0)
+    runner = LatestRequestRunner(debounce=60.0)
     started = threading.Event()
     runner.submit(lambda ticket: started.set())
-    assert started.wait(1.0)
+    assert started.wait(30.0)  # long before the debounce would have let it start
     runner.close()
 
 
@@ -102,13 +102,16 @@ def test_busy_goes_up_and_down_and_failures_keep_the_worker_alive():
 
 
 def test_run_now_supersedes_pending_work():
-    runner = LatestRequestRunner(debounce=0.5)
+    """A job waiting out its debounce is dropped by run_now. The debounce is long: with a short one,
+    a loaded machine could take longer than it between the two submissions, and the second would then
+    count as a lone request and start at once (what the test once raced on)."""
+    runner = LatestRequestRunner(debounce=60.0)
     ran = []
     runner.submit(lambda ticket: ran.append("first"))  # a lone submission may start at once
     runner.submit(lambda ticket: ran.append("queued"))  # in a burst: waits for the debounce
     runner.run_now(lambda ticket: ran.append("now"))
     assert runner.wait(5)
-    assert "now" in ran and "queued" not in ran
+    assert "now" in ran and "queued" not in ran and set(ran) <= {"first", "now"}
     runner.close()
 
 
@@ -554,34 +557,80 @@ def test_model_title_is_short():
     assert model_name("google/gemma-2-2b") == "google/gemma-2-2b"
 
 
+class WatchedLock:
+    """A model's real re-entrant lock that notes when another thread asks for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.asked = threading.Event()
+
+    def acquire(self, *args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            self.asked.set()
+        return self._lock.acquire(*args, **kwargs)
+
+    def release(self):
+        self._lock.release()
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def assert_waits_for_the_lock(model, call) -> None:
+    """``call`` on another thread while this one holds ``model_lock(model)``: it must ask for the lock
+    before any forward pass and run the model only after the lock is released. Event-driven, so a
+    slow worker cannot pass by not having reached the model yet."""
+    from saewidgets.core import locks
+
+    watched = WatchedLock()
+    with locks._LOCKS_GUARD:
+        locks._MODEL_LOCKS[model] = watched
+    forwards: list[bool] = []
+    holding = threading.Event()
+    handle = model._module.register_forward_pre_hook(lambda *args: forwards.append(holding.is_set()))
+    failure: list[BaseException] = []
+
+    def run():
+        try:
+            call()
+        except BaseException as error:  # reported below
+            failure.append(error)
+
+    try:
+        with model_lock(model):
+            holding.set()
+            worker = threading.Thread(target=run)
+            worker.start()
+            deadline = time.monotonic() + 60
+            while not (watched.asked.is_set() or forwards or not worker.is_alive()) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert forwards == [], "the model ran while another thread held its lock"
+            assert watched.asked.is_set(), "the call never asked for the model's lock"
+            holding.clear()
+        worker.join(60)
+    finally:
+        handle.remove()
+        with locks._LOCKS_GUARD:
+            locks._MODEL_LOCKS.pop(model, None)
+    assert not failure, failure
+    assert forwards and not any(forwards), forwards  # it ran, and only once the lock was free
+
+
 def test_self_explain_waits_for_the_model_lock():
     """sw.self_explain takes the model's lock, so it never traces while another thread does."""
-    from saewidgets.core.locks import model_lock
-
     model = tiny_model("gpt2")
     sae = random_sae(32, 16, layer=1)
-    done = threading.Event()
-    with model_lock(model):
-        worker = threading.Thread(target=lambda: (sw.self_explain(model, sae, 2, scales=[0.0, 1.0], max_new_tokens=2,
-                                                                  progress=False), done.set()))
-        worker.start()
-        assert not done.wait(0.5), "self_explain ran while another thread held the model's lock"
-        with model_lock(model):  # re-entrant
-            pass
-    assert done.wait(60)
-    worker.join()
+    assert_waits_for_the_lock(model, lambda: sw.self_explain(model, sae, 2, scales=[0.0, 1.0], max_new_tokens=2,
+                                                             progress=False))
 
 
 def test_steer_waits_for_the_model_lock(pair):
     """sw.steer takes the model's lock too (re-entrant: the explorer holds it around steer)."""
-    from saewidgets.core.locks import model_lock
-
     model, sae = pair
-    done = threading.Event()
+    assert_waits_for_the_lock(model, lambda: direct(pair, {3: 1.0}, n=2))
     with model_lock(model):
-        worker = threading.Thread(target=lambda: (direct(pair, {3: 1.0}, n=2), done.set()))
-        worker.start()
-        assert not done.wait(0.5), "steer ran while another thread held the model's lock"
         direct(pair, {3: 1.0}, n=2)  # the holder itself may steer
-    assert done.wait(60)
-    worker.join()
