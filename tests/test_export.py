@@ -19,7 +19,7 @@ from saewidgets.export import offline_html, save_gallery
 from saewidgets.export.packing import Packer, unpack
 from saewidgets.export.page import VIEW_MIMETYPE
 from saewidgets.export.snapshot import symlog_grid
-from hostile import CLASS, hostile, hostile_explorer, visible
+from hostile import CLASS, FIELDS, hostile, hostile_explorer, visible
 from tiny_models import random_sae, tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,23 +103,29 @@ def test_snapshot_holds_what_the_live_explorer_computes(explorer, binding):
     sweep = sw.self_explain(binding, features=[5], progress=False, **SWEEP)
     assert item["self_explanation"]["explanation"] == sweep.attrs["chosen_explanation"]
     assert [row[0] for row in item["self_explanation"]["rows"]] == SWEEP["scales"]
-    # a grid point equals a fresh live generation through sw.steer
-    scale = item["scales"][-1]
-    result = sw.steer(binding, prompt="The quick", features={5: scale}, max_new_tokens=6)
-    tokens = [binding.tokenizer.decode([t], clean_up_tokenization_spaces=False) for t in result.steered_ids]
-    assert item["steered"][-1]["tokens"] == tokens
-    assert item["steered"][-1]["logprobs"] == pytest.approx(result.steered_logprobs, abs=2e-2)  # float16
+    # every grid point equals a fresh live generation through sw.steer at that scale
+    texts = set()
+    for scale, side in zip(item["scales"], item["steered"]):
+        result = sw.steer(binding, prompt="The quick", features={5: scale}, max_new_tokens=6)
+        tokens = [explorer.session.token_string(t) for t in result.steered_ids]  # as the live view shows them
+        assert side["tokens"] == tokens, scale
+        assert side["logprobs"] == pytest.approx(result.steered_logprobs, abs=2e-2)  # float16
+        texts.add("".join(tokens))
+    assert len(texts) > 1  # the grid's rows differ, so a row shifted along the grid would show
 
 
 def test_snapshot_answers_the_live_slider_too(binding):
-    ex = sw.FeatureExplorer(binding, feature=7, prompt="Hello", max_new_tokens=4)
+    ex = sw.FeatureExplorer(binding, feature=7, prompt="Hello", max_new_tokens=4, scale=1.3)
     try:
         summary = ex.snapshot(scales=[-2, 0, 2], self_explain=False, progress=False)
-        assert summary.features == (7,) and summary.n_scales == 3 and summary.data_bytes > 0
-        assert "precomputed 1 feature(s) x 3 scales" in str(summary)
+        assert summary.features == (7,) and summary.n_scales == 4 and summary.data_bytes > 0
+        assert "precomputed 1 feature(s) x 4 scales" in str(summary)
+        item = ex.precomputed["items"]["7"]
+        assert item["scales"] == [-2.0, 0.0, 1.3, 2.0]  # the current scale joins the grid: the view keeps its text
+        snap = unpack(item["steered"], ex.precomputed_data)
+        assert ex.generation["steered"]["tokens"] == snap[2]["tokens"]
         ex.scale = 2.0
         ex.wait()
-        snap = unpack(ex.precomputed["items"]["7"]["steered"], ex.precomputed_data)
         assert ex.generation["steered"]["tokens"] == snap[-1]["tokens"]
         ex.clear_snapshot()
         assert ex.precomputed == {} and ex.precomputed_data == b""
@@ -254,6 +260,66 @@ class Parsed(HTMLParser):
 
     def handle_comment(self, data):
         self.comments.append(data)
+
+
+PAYLOADS = [hostile(field) for field in FIELDS] + ["</SCRIPT >", "<!--", "-->", "\u2028", "\u2029", "a & b", "</style>"]
+
+
+def test_inline_json_keeps_script_text_inert():
+    """Inside ``<script>``, JSON may hold no ``<``, ``>`` or ``&`` (``</script>``, ``<!--`` and
+    ``-->`` change how HTML parses a script) and no U+2028 / U+2029; it decodes to the same value."""
+    from saewidgets.export.page import inline_json, view_block
+
+    for payload in PAYLOADS:
+        value = {"text": payload, "tokens": [payload, payload.upper()]}
+        text = inline_json(value)
+        assert not set(text) & set("<>&\u2028\u2029"), text
+        assert json.loads(text) == value
+        page = Parsed(view_block({"state": value}))
+        assert [tag for tag, _ in page.tags] == ["script"] and page.comments == []
+        assert json.loads(page.scripts[0][1]) == {"state": value}
+
+
+def _minimal_view(name: str) -> dict:
+    return {"model_id": name, "state": {"_anywidget_id": "tests.Minimal", "_esm": "export default {};",
+                                        "_css": ".x { color: red }", "label": hostile("label")}, "buffers": []}
+
+
+def test_standalone_page_escapes_its_title_subtitle_and_headings():
+    from saewidgets.export.page import standalone_page
+
+    views = [_minimal_view("a"), _minimal_view("b")]
+    headings = [hostile("heading") + " 1", hostile("heading") + " 2"]
+    page = Parsed(standalone_page(views, title=hostile("page-title"), subtitle=hostile("subtitle"), headings=headings))
+    assert len(page.scripts) == 2 + 3 and page.comments == []  # two views, one module, its styles, bootstrap
+    assert {tag for tag, _ in page.tags} <= PAGE_TAGS
+    text = "".join(page.text)
+    assert text.count(hostile("page-title")) == 2 and hostile("subtitle") in text
+    assert text.count(headings[0]) == 2 and text.count(headings[1]) == 2  # section heading and table of contents
+    labels = [json.loads(body)["state"]["label"] for attrs, body in page.scripts if attrs.get("type") == VIEW_MIMETYPE]
+    assert labels == [hostile("label")] * 2
+
+
+def test_static_picture_of_a_hostile_state():
+    """Every string field of the script-free picture, from a state dict (no model needed)."""
+    from saewidgets.export.static_view import static_explorer_html
+
+    info = {"feature": 7, "explanation": hostile("explanation"), "stats": {hostile("stat"): 1.5},
+            "top_positive": [[hostile("top-token"), 2.0]], "top_negative": [[hostile("bottom-token"), -2.0]]}
+    generation = {"prompt": hostile("prompt"), "features": [[7, 2.0]],
+                  "baseline": {"tokens": [hostile("baseline-token")]}, "steered": {"tokens": [hostile("token")]}}
+    state = {"title": hostile("title"), "feature": 7, "feature_info": info, "histogram": {}, "generation": generation,
+             "self_explanation": {"explanation": hostile("self-explanation")}, "precomputed": {}}
+    page = Parsed(static_explorer_html(state, note=hostile("note")))
+    assert {tag for tag, _ in page.tags} <= STATIC_TAGS and page.comments == [] and page.scripts == []
+    assert not [a for _, attrs in page.tags for a in attrs if a.startswith("on")]
+    text = "".join(page.text)
+    for field in ("title", "explanation", "stat", "baseline-token", "token", "self-explanation", "note"):
+        assert hostile(field) in text, field
+    assert text.count(hostile("prompt")) == 2
+    for field in ("top-token", "bottom-token"):
+        assert visible(hostile(field)) in text
+        assert repr(hostile(field)) in [attrs.get("title") for _, attrs in page.tags]
 
 
 @pytest.fixture(scope="module")
