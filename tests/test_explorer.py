@@ -382,6 +382,41 @@ def test_large_saes_compute_statistics_in_the_background(pair, monkeypatch):
     assert calls and calls[-1] == (64, 64)  # what feeds the widget's progress bar
 
 
+@pytest.mark.slow
+def test_background_statistics_are_not_overwritten_by_the_kernel_thread(pair, monkeypatch):
+    """Regression (the flaky test above): the kernel thread computed feature_info before the
+    background statistics were ready and set it after the background job had set the complete one.
+    Here the kernel thread, between computing and setting, waits (up to 3 s) for the background
+    job to publish feature_info with the enrichment; its stale value must not be the last word."""
+    import saewidgets.sessions.lens as explorer_data
+    from saewidgets.sessions.explorer import ExplorerSession
+    from saewidgets.widgets.explorer.widget import FeatureExplorer
+
+    monkeypatch.setattr(explorer_data, "SMALL", 0)
+    published = threading.Event()
+    finish, histogram = FeatureExplorer._finish_stats, ExplorerSession.histogram
+
+    def finished(self):
+        finish(self)
+        if "enrichment: starts_with_space" in self.feature_info["stats"]:
+            published.set()
+
+    def slow_histogram(self, *args, **kwargs):
+        if threading.current_thread() is threading.main_thread():
+            published.wait(3)  # with the lock, the background cannot publish meanwhile: it waits for us
+        return histogram(self, *args, **kwargs)
+
+    monkeypatch.setattr(FeatureExplorer, "_finish_stats", finished)
+    monkeypatch.setattr(ExplorerSession, "histogram", slow_histogram)
+    model, sae = pair
+    ex = sw.FeatureExplorer(model, sae, feature=2, prompt=PROMPT, max_new_tokens=2)
+    try:
+        assert ex.wait(60)
+        assert "enrichment: starts_with_space" in ex.feature_info["stats"], ex.feature_info["stats"]
+    finally:
+        ex.close()
+
+
 def test_on_the_model_organism_concept_classes_match_the_ground_truth():
     model, sae = sw.organism()  # shipped in the package: never skipped
     gt = sw.organism_ground_truth()
