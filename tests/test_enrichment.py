@@ -274,6 +274,7 @@ def _context_activations(binding, concepts):
     return acts.numpy(), np.array(labels)
 
 
+@pytest.mark.slow
 def test_organism_prediction_features_are_enriched_for_the_concept_they_predict(organism):
     """Ground truth from the organism's world. For each concept, take the SAE feature most
     selectively active where a template's left context calls for that concept next (read
@@ -296,6 +297,7 @@ def test_organism_prediction_features_are_enriched_for_the_concept_they_predict(
     assert len(hits) >= MAJORITY, (hits, chosen)
 
 
+@pytest.mark.slow
 def test_organism_concept_features_promote_their_own_concept(organism):
     """The ground truth's concept features fire ON a concept's words. The organism's stories
     often keep to one concept ("I saw a fox. Later an owl ..."), so having just read a concept's
@@ -315,6 +317,7 @@ def test_organism_concept_features_promote_their_own_concept(organism):
     assert len(own) >= MAJORITY and len(top) >= HALF, (own, top)
 
 
+@pytest.mark.slow
 def test_organism_kinds_against_random_directions(organism):
     gt, binding, sets = organism
     stats = sw.logit_stats(binding, k=10, progress=False)

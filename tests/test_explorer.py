@@ -137,8 +137,11 @@ def pair():
 
 @pytest.fixture
 def explorer(pair):
+    """The live loop without the self-explanation panel (the tests below it cover that: its sweeps are
+    what would make each of these tests seconds slower)."""
     model, sae = pair
-    ex = sw.FeatureExplorer(model, sae, feature=3, prompt=PROMPT, max_new_tokens=6, debounce=0.02)
+    ex = sw.FeatureExplorer(model, sae, feature=3, prompt=PROMPT, max_new_tokens=6, debounce=0.02,
+                            auto_self_explain=False)
     yield ex
     ex.close()
 
@@ -287,7 +290,7 @@ def test_several_features_steer_together(explorer, pair):
 def test_user_classes_explanations_and_search(pair):
     model, sae = pair
     explanations = {4: "colour words like red and green", 11: "numbers"}
-    ex = sw.FeatureExplorer(model, sae, feature=4, prompt=PROMPT, max_new_tokens=2,
+    ex = sw.FeatureExplorer(model, sae, feature=4, prompt=PROMPT, max_new_tokens=2, auto_self_explain=False,
                             classes={"animals": ["fox", "dog", "cats"]}, explanations=explanations)
     try:
         assert ex.class_names[0] == "animals" and ex.token_class == "animals"
@@ -312,7 +315,8 @@ def test_explanations_from_a_dataframe(pair):
 
     model, sae = pair
     frame = pd.DataFrame({"feature": [1, 2], "description": ["first", "second"]})
-    ex = sw.FeatureExplorer(model, sae, feature=2, prompt=PROMPT, max_new_tokens=2, explanations=frame)
+    ex = sw.FeatureExplorer(model, sae, feature=2, prompt=PROMPT, max_new_tokens=2, explanations=frame,
+                            auto_self_explain=False)
     try:
         assert ex.feature_info["explanation"] == "second"
     finally:
@@ -342,13 +346,14 @@ def test_slider_range_follows_decoder_norm_and_typical_activation(pair):
     assert [nice_ceiling(v) for v in (0.7, 1.0, 3.3, 240)] == [1.0, 1.0, 5.0, 250.0]
     model, sae = pair
     ex = sw.FeatureExplorer(model, sae, feature=1, prompt=PROMPT, max_new_tokens=2,
-                            typical_activation={1: 3.0})
+                            typical_activation={1: 3.0}, auto_self_explain=False)
     try:
         assert ex.scale_range == {"max": 10.0, "linear": 0.1}
     finally:
         ex.close()
 
 
+@pytest.mark.slow
 def test_remote_path_gives_the_local_result(pair):
     """remote="local" runs nnsight's serialisation path (what NDIF uses) in-process."""
     model, sae = pair
@@ -417,6 +422,7 @@ def test_background_statistics_are_not_overwritten_by_the_kernel_thread(pair, mo
         ex.close()
 
 
+@pytest.mark.slow
 def test_on_the_model_organism_concept_classes_match_the_ground_truth():
     model, sae = sw.organism()  # shipped in the package: never skipped
     gt = sw.organism_ground_truth()
@@ -465,6 +471,7 @@ def row_index(panel: dict, slider: float) -> int:
     return min(range(len(scales)), key=lambda i: abs(scales[i] - target))
 
 
+@pytest.mark.slow
 def test_self_explanation_follows_the_feature_and_the_slider_without_recomputing(pair, sweeps):
     import json
 
@@ -512,6 +519,7 @@ def test_self_explanation_follows_the_feature_and_the_slider_without_recomputing
         ex.close()
 
 
+@pytest.mark.slow
 def test_self_explanation_off_computes_nothing_until_asked(pair, sweeps, monkeypatch):
     import saewidgets.sessions.self_explanations as panel_module
 
@@ -561,6 +569,7 @@ def test_live_self_explanation_runs_after_the_steered_generation(pair, sweeps):
         ex.close()
 
 
+@pytest.mark.slow
 def test_snapshot_stores_the_self_explanation_panel(pair, sweeps):
     from saewidgets.export.packing import unpack
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import saewidgets as sw
-from saewidgets.export import offline_html, save_gallery
+from saewidgets.export import save_gallery  # offline_html (nbconvert: seconds to import) where used
 from saewidgets.export.packing import Packer, unpack
 from saewidgets.export.page import VIEW_MIMETYPE
 from saewidgets.export.snapshot import symlog_grid
@@ -40,6 +40,14 @@ def binding():
 def explorer(binding):
     ex = sw.FeatureExplorer(binding, feature=3, prompt="The quick", max_new_tokens=6)
     ex.snapshot(features=[5], n_scales=5, self_explain=SWEEP, progress=False)
+    yield ex
+    ex.close()
+
+
+@pytest.fixture(scope="module")
+def plain_explorer(binding):
+    """An explorer with no snapshot and no self-explanation (for checks made before any work)."""
+    ex = sw.FeatureExplorer(binding, feature=3, prompt="The quick", max_new_tokens=2, auto_self_explain=False)
     yield ex
     ex.close()
 
@@ -81,6 +89,7 @@ def test_symlog_grid_follows_the_slider():
 
 # -- snapshot ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_snapshot_holds_what_the_live_explorer_computes(explorer, binding):
     doc, data = explorer.precomputed, explorer.precomputed_data
     assert set(doc["items"]) == {"3", "5"}
@@ -114,6 +123,7 @@ def test_snapshot_holds_what_the_live_explorer_computes(explorer, binding):
     assert len(texts) > 1  # the grid's rows differ, so a row shifted along the grid would show
 
 
+@pytest.mark.slow
 def test_snapshot_answers_the_live_slider_too(binding):
     ex = sw.FeatureExplorer(binding, feature=7, prompt="Hello", max_new_tokens=4, scale=1.3)
     try:
@@ -147,13 +157,14 @@ def test_snapshot_answers_the_live_slider_too(binding):
         (dict(self_explain="yes"), "self_explain= takes"),
     ],
 )
-def test_snapshot_rejects_bad_input(explorer, kwargs, message):
+def test_snapshot_rejects_bad_input(plain_explorer, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        explorer.snapshot(progress=False, **kwargs)
+        plain_explorer.snapshot(progress=False, **kwargs)
 
 
 # -- standalone HTML ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_save_html_writes_one_offline_file(explorer, tmp_path):
     saved = explorer.save_html(tmp_path / "explorer.html")
     html = saved.path.read_text(encoding="utf-8")
@@ -175,6 +186,7 @@ def test_save_html_writes_one_offline_file(explorer, tmp_path):
     assert len(json.dumps(explorer.precomputed)) + len(buffer["data"]) < as_json
 
 
+@pytest.mark.slow
 def test_save_html_precomputes_missing_features_and_checks_the_path(explorer, tmp_path):
     explorer.save_html(tmp_path / "more.html", features=[5, 9], n_scales=3, self_explain=False, progress=False)
     assert set(explorer.precomputed["items"]) == {"3", "5", "9"}
@@ -182,6 +194,7 @@ def test_save_html_precomputes_missing_features_and_checks_the_path(explorer, tm
         explorer.save_html(tmp_path / "explorer.txt")
 
 
+@pytest.mark.slow
 def test_gallery_has_one_self_contained_view_per_feature(explorer, tmp_path):
     saved = save_gallery(explorer, [3, 5], tmp_path / "gallery.html", progress=False)
     html = saved.path.read_text(encoding="utf-8")
@@ -198,6 +211,7 @@ def test_gallery_has_one_self_contained_view_per_feature(explorer, tmp_path):
 
 # -- images --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_charts_export_to_png_and_svg_offline(explorer, tmp_path, no_network):
     png = explorer.save_chart(tmp_path / "hist.png")
     svg = explorer.save_chart(tmp_path / "hist.svg")
@@ -333,6 +347,7 @@ PAGE_TAGS = {"html", "head", "meta", "title", "style", "body", "header", "h1", "
              "script"}
 
 
+@pytest.mark.slow
 def test_hostile_text_stays_inside_the_pages_json(hostile_ex, tmp_path):
     """Every field's payload (``</script>``, ``<!--``, ``-->``, U+2028) is written as JSON escapes:
     the page keeps its script elements (views + module + styles + bootstrap), no tag or comment
@@ -373,6 +388,7 @@ def test_hostile_text_stays_inside_the_pages_json(hostile_ex, tmp_path):
 STATIC_TAGS = {"div", "span", "strong", "p", "img", "table", "caption", "tr", "td", "code"}
 
 
+@pytest.mark.slow
 def test_static_picture_escapes_every_field(hostile_ex):
     """The script-free picture (``text/html`` beside the widget): every field's payload shows as
     text and makes no tag, attribute or comment; the only image is the chart, as a data: URL."""
@@ -452,6 +468,8 @@ def test_gemma_notebook_runs_end_to_end_on_a_substituted_model(tmp_path, monkeyp
     saved = tmp_path / "saved.ipynb"
     nbformat.write(nb, saved)
     assert "application/vnd.jupyter.widget-state+json" in nb.metadata.get("widgets", {})
+    from saewidgets.export import offline_html
+
     html = offline_html(saved)
     assert html.count(f'<script type="{VIEW_MIMETYPE}">') == 2  # the explorer, displayed twice
     assert not REMOTE.search(html), REMOTE.search(html)
@@ -459,9 +477,12 @@ def test_gemma_notebook_runs_end_to_end_on_a_substituted_model(tmp_path, monkeyp
     assert "application/vnd.jupyter.widget-state+json" not in html and "unpkg.com" not in html
 
 
+@pytest.mark.slow  # imports nbconvert: seconds
 def test_offline_html_command_line(tmp_path, monkeypatch, capsys):
     """``python -m saewidgets.export`` (run in-process through runpy: the same entry point)."""
     import runpy
+
+    from saewidgets.export import offline_html
 
     import nbformat
 

@@ -39,6 +39,7 @@ def test_readme_commands_match_ci():
     assert 'python3 -m pytest -m "not slow"' in text  # the fast loop
 
 
+@pytest.mark.slow
 def test_readme_tour_runs(tmp_path, monkeypatch):
     pytest.importorskip("vl_convert")
     monkeypatch.chdir(tmp_path)

@@ -10,12 +10,9 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
-import nbformat
 import pytest
-from nbformat.sign import NotebookNotary
 
 from pages import assert_side_matches, offline_context, rendered_side, walk_grid
-from saewidgets.export import offline_html
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -62,6 +59,7 @@ display(explorer)""".replace("__PAYLOAD__", repr(PAYLOAD))
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
     """The GPT-2 notebook run by nbclient on the model organism (widget state saved), plus the planted cell."""
+    import nbformat
     from nbclient import NotebookClient
 
     folder = tmp_path_factory.mktemp("executed")
@@ -147,6 +145,8 @@ def test_standalone_file_works_offline(executed, browser, artifacts):
 
 
 def test_offline_nbconvert_html_of_an_executed_notebook(executed, browser, artifacts, tmp_path):
+    from saewidgets.export import offline_html
+
     saved = offline_html(executed["notebook"], tmp_path / "notebook.html")
     context, outside, errors = offline_context(browser)
     page = context.new_page()
@@ -174,6 +174,9 @@ def test_gallery_renders_every_feature_offline(executed, browser, artifacts):
 def open_in_lab(lab, browser, nb, name: str, *, trusted: bool):
     """Write ``nb`` into the Lab root (signed as by `jupyter trust` when ``trusted``) and open it
     with everything but the Lab server cut off; returns (context, page, outside requests, page errors)."""
+    import nbformat
+    from nbformat.sign import NotebookNotary
+
     if trusted:
         NotebookNotary().sign(nb)  # JupyterLab renders widgets of trusted notebooks only
     nbformat.write(nb, lab.root / name)
@@ -187,6 +190,8 @@ def open_in_lab(lab, browser, nb, name: str, *, trusted: bool):
 def test_jupyterlab_reopened_renders_the_saved_view(executed, lab, browser, artifacts):
     """Reopened, its kernel fresh and no cell run: the widgets come from the saved state, with no
     Python object behind them; the precomputed results answer the slider."""
+    import nbformat
+
     nb = nbformat.read(executed["notebook"], as_version=4)
     context, page, outside, errors = open_in_lab(lab, browser, nb, "reopened.ipynb", trusted=True)
     try:
@@ -205,6 +210,8 @@ def test_jupyterlab_untrusted_without_a_kernel_shows_the_static_picture(executed
     """With no kernel, JupyterLab 4 does not restore saved widgets (jupyterlab/jupyterlab#15361);
     an untrusted notebook shows the output's script-free HTML picture instead: chart, statistics,
     top tokens and texts, the planted token as text."""
+    import nbformat
+
     nb = nbformat.read(executed["notebook"], as_version=4)
     # a kernel (and language) that does not exist: JupyterLab asks which kernel to start; we choose none
     nb.metadata["kernelspec"] = {"name": "no-such-kernel", "display_name": "absent", "language": "no-such-language"}
