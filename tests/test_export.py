@@ -12,7 +12,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-import torch
 
 import saewidgets as sw
 from saewidgets.export import save_gallery  # offline_html (nbconvert: seconds to import) where used

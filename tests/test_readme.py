@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+MAIN_EXPORT = "python -m saewidgets.export notebooks/quickstart.ipynb --execute -o build/quickstart.html"
 
 
 def _tour() -> str:
@@ -37,6 +38,7 @@ def test_readme_commands_match_ci():
     assert "/usr/bin/chromium --version" in lines[:lines.index(test)]
     assert 'pip install torch==2.13.0 && pip install -e ".[dev]"' in text
     assert 'python3 -m pytest -m "not slow"' in text  # the fast loop
+    assert MAIN_EXPORT in text  # the page tests/browser/test_readme_page.py opens offline
 
 
 @pytest.mark.slow

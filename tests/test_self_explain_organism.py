@@ -9,8 +9,8 @@ patched in: rows flagged ``default_answer``).
 
 Targets, for the build they were stated for (benchmarks/README.md, "Self-explanation"): the
 paper's method (decoder rows injected as they are) names at least 4 of the 10 concepts; with
-a layer map (the organism's shipped self-explanation settings when it has them, else one
-fitted on 400 of its shipped documents to layer 0) at least 8. A rebuilt organism fails here
+a layer map (one fitted on 400 of its shipped documents to layer 0, and the one ``sw.organism()``
+attaches as the SAE's self-explanation default) at least 8. A rebuilt organism fails here
 until it is measured and the targets restated.
 """
 
@@ -84,16 +84,36 @@ def test_concept_features_with_the_papers_method(organism):
 
 @pytest.mark.slow
 def test_concept_features_with_a_layer_map(organism):
-    from saewidgets.self_explanation.defaults import self_explain_defaults
     from saewidgets.self_explanation.explain import fit_layer_map
 
     model, sae, concepts, features = organism
-    if "layer_map" in self_explain_defaults(sae):  # the organism's shipped settings
-        df = sw.self_explain(model, sae, features=features, max_new_tokens=4, progress=False)
-    else:
-        layer_map = fit_layer_map(model, sae, sw.organism_corpus(400), 0, batch_size=100, progress=False)
-        assert layer_map.r2 > 0.5
-        df = sw.self_explain(model, sae, features=features, layer_map=layer_map, max_new_tokens=4, progress=False)
+    layer_map = fit_layer_map(model, sae, sw.organism_corpus(400), 0, batch_size=100, progress=False)
+    assert layer_map.r2 > 0.5
+    df = sw.self_explain(model, sae, features=features, layer_map=layer_map, max_new_tokens=4, defaults=False,
+                         progress=False)
     hits = explained(df, concepts, features)
     print(f"self-explanation with a layer map: {len(hits)}/{len(concepts)} concepts named: {hits}")
     assert len(hits) >= LAYER_MAP_TARGET, hits
+
+
+@pytest.mark.slow
+def test_the_organisms_shipped_settings_name_most_concepts_by_default(organism):
+    """sw.organism() attaches its fitted layer map: a plain sw.self_explain (what a plain
+    FeatureExplorer runs) names >= 8 of 10 concepts, never with a default answer."""
+    model, sae, concepts, features = organism
+    df = sw.self_explain(model, sae, features=features, progress=False)
+    assert df.attrs["mapped"] and df.attrs["layer"] == 0
+    hits = explained(df, concepts, features)
+    print(f"self-explanation with the organism's defaults: {len(hits)}/{len(concepts)} concepts named: {hits}")
+    assert len(hits) >= LAYER_MAP_TARGET, hits
+    for f in features:
+        chosen = df[(df["feature"] == f) & df["chosen"]].iloc[0]
+        text = df.attrs["chosen_explanation"][f]
+        assert text == "" or not chosen["default_answer"]
+        assert text not in {df.attrs["unpatched_explanation"], df.attrs["zero_explanation"]} - {""} or text == ""
+    explorer = sw.FeatureExplorer(model, sae, feature=features[0], max_new_tokens=2)
+    try:
+        panel = explorer.self_explanation
+        assert panel["mapped"] and panel["explanation"] == df.attrs["chosen_explanation"][features[0]]
+    finally:
+        explorer.close()

@@ -1,10 +1,11 @@
 // anywidget entry point for every saewidgets widget: the `_kind` trait picks the view.
 import "./styles.css";
 import { renderExplorer } from "./explorer/view.js";
+import { renderChart } from "./chart.js";
 import { widgetStore } from "./explorer/store.js";
 import { snapshotModel } from "./standalone/snapshot.js";
 
-const VIEWS = { explorer: renderExplorer };
+const VIEWS = { explorer: renderExplorer, chart: renderChart };
 
 function render({ model, el }) {
   const kind = model.get("_kind");
@@ -13,6 +14,7 @@ function render({ model, el }) {
     el.textContent = `saewidgets: no view named ${JSON.stringify(String(kind))}`;
     return undefined;
   }
+  if (kind !== "explorer") return view(el, widgetStore(model)); // charts draw their spec, nothing to answer
   // Precomputed results (explorer.snapshot) answer the view when no kernel does.
   const snapshot = snapshotModel(model);
   const cleanup = view(el, widgetStore(snapshot.model));
