@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COPIED = ("saewidgets", "tests", "tools", "js/src", "js/package.json", "pyproject.toml", "README.md")
+COPIED = ("saewidgets", "tests", "tools", "js/src", "js/test", "js/package.json", "pyproject.toml", "README.md")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "test-artifacts", "node_modules")
 TIMEOUT = 600  # seconds per mutant
 
@@ -52,6 +52,7 @@ ENGINE = "tests/test_engine.py::"
 EXPORT = "tests/test_export.py::"
 ENRICH = "tests/test_enrichment.py::"
 HOSTILE_PAGE = "tests/browser/test_hostile_page.py::"
+JS_UNITS = "tests/test_js.py::test_js_unit_tests_pass"  # node --test on js/src (no browser)
 
 MUTANTS = (
     # -- escaping of model and user text -------------------------------------------------------------
@@ -81,7 +82,7 @@ MUTANTS = (
            "a token's tooltip attribute written raw"),
     Mutant("js-escape-text-off", "js/src/explorer/histogram.js",
            ('  return String(value)\n    .replace(/&/g, "&amp;")',), '  return String(value);\n  String(value).replace(/&/g, "&amp;")',
-           (HOSTILE_PAGE + "test_hovered_tooltips_show_hostile_text_literally",),
+           (JS_UNITS, HOSTILE_PAGE + "test_hovered_tooltips_show_hostile_text_literally"),
            "vega tooltips (innerHTML) without escapeText"),
     Mutant("js-text-as-html", "js/src/dom.js",
            ("    node.append(child instanceof Node ? child : document.createTextNode(String(child)));",),
@@ -143,7 +144,7 @@ MUTANTS = (
     Mutant("js-nearest-never-last", "js/src/standalone/snapshot.js",
            ("  for (let i = 1; i < grid.length; i++) if (Math.abs(grid[i] - value) < Math.abs(grid[best] - value)) best = i;",),
            "  for (let i = 1; i < grid.length - 1; i++) if (Math.abs(grid[i] - value) < Math.abs(grid[best] - value)) best = i;",
-           (HOSTILE_PAGE + "test_the_slider_shows_the_snapshots_row_at_each_grid_scale",),
+           (JS_UNITS, HOSTILE_PAGE + "test_the_slider_shows_the_snapshots_row_at_each_grid_scale"),
            "the saved view's slider never reaches the last grid scale"),
     Mutant("js-row-off-by-one", "js/src/standalone/snapshot.js",
            ("      steered: entry.steered[index],",), "      steered: entry.steered[Math.max(0, index - 1)],",
@@ -152,7 +153,7 @@ MUTANTS = (
     Mutant("js-float16-bias", "js/src/standalone/packing.js",
            ("  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);",),
            "  return sign * 2 ** (exponent - 16) * (1 + fraction / 1024);",
-           (HOSTILE_PAGE + "test_the_slider_shows_the_snapshots_row_at_each_grid_scale",),
+           (JS_UNITS, HOSTILE_PAGE + "test_the_slider_shows_the_snapshots_row_at_each_grid_scale"),
            "float16 log-probabilities decoded with the wrong exponent bias"),
     # -- the enrichment walk -------------------------------------------------------------------------
     Mutant("walk-steps-off-by-one", "saewidgets/logit_lens/ranks.py",
