@@ -104,8 +104,10 @@ def test_trace_gradients_match_autograd(gpt2):
 def test_clamp_sets_the_features_activation(gpt2):
     sae = random_sae(32, 64, layer=1)
     binding = sw.bind(gpt2, sae)
-    f = 5
     before = trace(gpt2, [Row("The quick brown fox")], [Read("x", 1, positions="all", after_edits=False)]).reads["x"]
+    active = sae.encode(before)[0].detach()
+    f = int(active.min(dim=0).values.argmax())  # a feature active at every position: clamping must cancel it
+    assert active[:, f].min() > 0.1
     clamp = Edit(1, sae.W_dec[f].detach(), op="clamp", sae=sae, feature=f, value=3.0)
     out = trace(gpt2, [Row("The quick brown fox", (clamp,))],
                 [Read("x", 1, positions="all", after_edits=False), Read("y", 1, positions="all")])
@@ -210,3 +212,18 @@ def test_prompt_edits_cover_each_rows_own_tokens(gpt2):
     assert ref.edited == [ids.shape[1]]
     assert run.ids.tolist() == ref.ids.tolist()
     torch.testing.assert_close(run.logprobs, ref.logprobs, atol=1e-5, rtol=1e-5)
+
+
+def test_prompt_and_every_step_edits_mix_in_one_batch(gpt2):
+    """One row replaces a prompt position (self-explanation style), another steers every position
+    (steering style), at the same point: each row generates what it generates alone; the
+    replacement never touches generated tokens."""
+    g = torch.Generator().manual_seed(6)
+    replace, add = torch.randn(32, generator=g) * 5, torch.randn(32, generator=g) * 3
+    rows = [Row("The quick brown fox", (Edit(1, replace, op="replace", positions=(2,)),)),
+            Row("Hello", (Edit(1, add),))]
+    together = generate(gpt2, rows, Decoding(max_new_tokens=N))
+    for i, row in enumerate(rows):
+        alone = generate(gpt2, [row], Decoding(max_new_tokens=N))
+        assert together.ids[i].tolist() == alone.ids[0].tolist(), i
+        torch.testing.assert_close(together.logprobs[i], alone.logprobs[0], atol=1e-4, rtol=1e-4)
