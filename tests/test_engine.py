@@ -104,8 +104,10 @@ def test_trace_gradients_match_autograd(gpt2):
 def test_clamp_sets_the_features_activation(gpt2):
     sae = random_sae(32, 64, layer=1)
     binding = sw.bind(gpt2, sae)
-    f = 5
     before = trace(gpt2, [Row("The quick brown fox")], [Read("x", 1, positions="all", after_edits=False)]).reads["x"]
+    active = sae.encode(before)[0].detach()
+    f = int(active.min(dim=0).values.argmax())  # a feature active at every position: clamping must cancel it
+    assert active[:, f].min() > 0.1
     clamp = Edit(1, sae.W_dec[f].detach(), op="clamp", sae=sae, feature=f, value=3.0)
     out = trace(gpt2, [Row("The quick brown fox", (clamp,))],
                 [Read("x", 1, positions="all", after_edits=False), Read("y", 1, positions="all")])
@@ -170,3 +172,58 @@ def test_a_padded_batch_reads_what_each_row_reads_alone(gpt2):
     for i, prompt in enumerate(prompts):
         alone = trace(gpt2, [Row(prompt)], [Read("z", 2, positions="all")]).reads["z"][0]
         torch.testing.assert_close(together.reads["z"][i, -alone.shape[0]:], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_edits_at_the_same_position_add_up(gpt2):
+    """Two add edits of one row that share a prompt position both land there (a left-padded batch:
+    positions count the row's own tokens); other positions and rows are untouched."""
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(32, generator=g), torch.randn(32, generator=g)
+    rows = [Row("Hello"), Row("The quick brown fox", (Edit(1, a, positions=(1,)), Edit(1, b, positions=(1, -1))))]
+    out = trace(gpt2, rows, [Read("before", 1, positions="all", after_edits=False), Read("after", 1, positions="all")])
+    delta = out.reads["after"] - out.reads["before"]
+    width = delta.shape[1]
+    expected = torch.zeros_like(delta)
+    offset = width - len(out.prompt_ids[1])
+    expected[1, offset + 1] = a + b
+    expected[1, width - 1] = b
+    torch.testing.assert_close(delta, expected, atol=1e-5, rtol=0)
+
+
+def test_prompt_edits_cover_each_rows_own_tokens(gpt2):
+    """positions="prompt": every real token of the row, never its left padding; then the generated
+    tokens are left alone (the same run as a hook editing those padded positions on the prompt pass)."""
+    v = torch.randn(32, generator=torch.Generator().manual_seed(4)) * 5
+    prompts = ["The quick brown fox", "Hello"]
+    rows = [Row(p, (Edit(1, v, positions="prompt"),)) for p in prompts]
+    out = trace(gpt2, rows, [Read("before", 1, positions="all", after_edits=False), Read("after", 1, positions="all")])
+    delta = out.reads["after"] - out.reads["before"]
+    width = delta.shape[1]
+    for r, ids in enumerate(out.prompt_ids):
+        own = torch.zeros(width, dtype=torch.bool)
+        own[width - len(ids):] = True
+        torch.testing.assert_close(delta[r, own], v.expand(int(own.sum()), 32), atol=1e-5, rtol=0)
+        if (~own).any():
+            assert delta[r, ~own].abs().max() == 0  # the padding is untouched
+    run = generate(gpt2, rows, Decoding(max_new_tokens=N))
+    ids, mask = left_pad(run.prompt_ids, gpt2.tokenizer.pad_token_id)
+    padded = [list(range(ids.shape[1] - len(row), ids.shape[1])) for row in run.prompt_ids]
+    ref = hooked_generate(gpt2._module, _block(gpt2, 1), ids, mask, torch.stack([v, v]), N, mode="add", positions=padded)
+    assert ref.edited == [ids.shape[1]]
+    assert run.ids.tolist() == ref.ids.tolist()
+    torch.testing.assert_close(run.logprobs, ref.logprobs, atol=1e-5, rtol=1e-5)
+
+
+def test_prompt_and_every_step_edits_mix_in_one_batch(gpt2):
+    """One row replaces a prompt position (self-explanation style), another steers every position
+    (steering style), at the same point: each row generates what it generates alone; the
+    replacement never touches generated tokens."""
+    g = torch.Generator().manual_seed(6)
+    replace, add = torch.randn(32, generator=g) * 5, torch.randn(32, generator=g) * 3
+    rows = [Row("The quick brown fox", (Edit(1, replace, op="replace", positions=(2,)),)),
+            Row("Hello", (Edit(1, add),))]
+    together = generate(gpt2, rows, Decoding(max_new_tokens=N))
+    for i, row in enumerate(rows):
+        alone = generate(gpt2, [row], Decoding(max_new_tokens=N))
+        assert together.ids[i].tolist() == alone.ids[0].tolist(), i
+        torch.testing.assert_close(together.logprobs[i], alone.logprobs[0], atol=1e-4, rtol=1e-4)

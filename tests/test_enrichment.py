@@ -260,13 +260,16 @@ def test_set_inputs_and_errors(binding):
         sw.enrichment(binding, [999], ["digits"], progress=False)
 
 
+# Targets on the organism's 10 concepts (stated, not copied from a run: the shipped build measures
+# 8/10 for the first two and 6/10 for the last): a clear majority is enriched as its world says,
+# and at least half of the concept features rank their own concept first.
+MAJORITY, HALF = 7, 5
+
+
 @pytest.fixture(scope="module")
 def organism():
-    try:
-        gt = sw.organism_ground_truth()
-        model, sae = sw.organism()
-    except (FileNotFoundError, OSError) as error:
-        pytest.skip(f"the model organism is not built in this checkout yet ({error})")
+    gt = sw.organism_ground_truth()  # shipped in the package: never skipped
+    model, sae = sw.organism()
     binding = sw.bind(model, sae)
     classes = sw.token_classes(binding)
     for concept, words in gt.concepts.items():
@@ -296,6 +299,7 @@ def _context_activations(binding, concepts):
     return acts.numpy(), np.array(labels)
 
 
+@pytest.mark.slow
 def test_organism_prediction_features_are_enriched_for_the_concept_they_predict(organism):
     """Ground truth from the organism's world. For each concept, take the SAE feature most
     selectively active where a template's left context calls for that concept next (read
@@ -315,9 +319,10 @@ def test_organism_prediction_features_are_enriched_for_the_concept_they_predict(
         rows = table[table.feature == feature].set_index("set")
         if rows.es.idxmax() == concept and rows.loc[concept, "ks_q"] < 1e-3:
             hits.append(concept)
-    assert len(hits) >= 8, (hits, chosen)
+    assert len(hits) >= MAJORITY, (hits, chosen)
 
 
+@pytest.mark.slow
 def test_organism_concept_features_promote_their_own_concept(organism):
     """The ground truth's concept features fire ON a concept's words. The organism's stories
     often keep to one concept ("I saw a fox. Later an owl ..."), so having just read a concept's
@@ -334,9 +339,10 @@ def test_organism_concept_features_promote_their_own_concept(organism):
             own.append(concept)
         if rows.es.idxmax() == concept:
             top.append(concept)
-    assert len(own) >= 8 and len(top) >= 6, (own, top)
+    assert len(own) >= MAJORITY and len(top) >= HALF, (own, top)
 
 
+@pytest.mark.slow
 def test_organism_kinds_against_random_directions(organism):
     gt, binding, sets = organism
     stats = sw.logit_stats(binding, k=10, progress=False)

@@ -8,21 +8,22 @@ import json
 import os
 import re
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 import saewidgets as sw
-from saewidgets.export import offline_html, save_gallery
+from saewidgets.export import save_gallery  # offline_html (nbconvert: seconds to import) where used
 from saewidgets.export.packing import Packer, unpack
 from saewidgets.export.page import VIEW_MIMETYPE
 from saewidgets.export.snapshot import symlog_grid
+from hostile import CLASS, FIELDS, hostile, hostile_explorer, visible
 from tiny_models import random_sae, tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 NOTEBOOKS = REPO / "notebooks"
-PAYLOAD = "<img src=x onerror=window.__pwned=1>"
 SWEEP = dict(scales=[0.0, 1.0, 2.0], max_new_tokens=3)  # a short self-explanation sweep
 # a tag that would load something from another host (links in text are fine: they load nothing)
 REMOTE = re.compile(r"""<(?:script|link|img|iframe|source|embed|object)\b[^>]*\b(?:src|href|data)\s*=\s*["']?(?:https?:)?//""", re.I)
@@ -38,6 +39,14 @@ def binding():
 def explorer(binding):
     ex = sw.FeatureExplorer(binding, feature=3, prompt="The quick", max_new_tokens=6)
     ex.snapshot(features=[5], n_scales=5, self_explain=SWEEP, progress=False)
+    yield ex
+    ex.close()
+
+
+@pytest.fixture(scope="module")
+def plain_explorer(binding):
+    """An explorer with no snapshot and no self-explanation (for checks made before any work)."""
+    ex = sw.FeatureExplorer(binding, feature=3, prompt="The quick", max_new_tokens=2, auto_self_explain=False)
     yield ex
     ex.close()
 
@@ -79,6 +88,7 @@ def test_symlog_grid_follows_the_slider():
 
 # -- snapshot ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_snapshot_holds_what_the_live_explorer_computes(explorer, binding):
     doc, data = explorer.precomputed, explorer.precomputed_data
     assert set(doc["items"]) == {"3", "5"}
@@ -101,23 +111,30 @@ def test_snapshot_holds_what_the_live_explorer_computes(explorer, binding):
     sweep = sw.self_explain(binding, features=[5], progress=False, **SWEEP)
     assert item["self_explanation"]["explanation"] == sweep.attrs["chosen_explanation"]
     assert [row[0] for row in item["self_explanation"]["rows"]] == SWEEP["scales"]
-    # a grid point equals a fresh live generation through sw.steer
-    scale = item["scales"][-1]
-    result = sw.steer(binding, prompt="The quick", features={5: scale}, max_new_tokens=6)
-    tokens = [binding.tokenizer.decode([t], clean_up_tokenization_spaces=False) for t in result.steered_ids]
-    assert item["steered"][-1]["tokens"] == tokens
-    assert item["steered"][-1]["logprobs"] == pytest.approx(result.steered_logprobs, abs=2e-2)  # float16
+    # every grid point equals a fresh live generation through sw.steer at that scale
+    texts = set()
+    for scale, side in zip(item["scales"], item["steered"]):
+        result = sw.steer(binding, prompt="The quick", features={5: scale}, max_new_tokens=6)
+        tokens = [explorer.session.token_string(t) for t in result.steered_ids]  # as the live view shows them
+        assert side["tokens"] == tokens, scale
+        assert side["logprobs"] == pytest.approx(result.steered_logprobs, abs=2e-2)  # float16
+        texts.add("".join(tokens))
+    assert len(texts) > 1  # the grid's rows differ, so a row shifted along the grid would show
 
 
+@pytest.mark.slow
 def test_snapshot_answers_the_live_slider_too(binding):
-    ex = sw.FeatureExplorer(binding, feature=7, prompt="Hello", max_new_tokens=4)
+    ex = sw.FeatureExplorer(binding, feature=7, prompt="Hello", max_new_tokens=4, scale=1.3)
     try:
         summary = ex.snapshot(scales=[-2, 0, 2], self_explain=False, progress=False)
-        assert summary.features == (7,) and summary.n_scales == 3 and summary.data_bytes > 0
-        assert "precomputed 1 feature(s) x 3 scales" in str(summary)
+        assert summary.features == (7,) and summary.n_scales == 4 and summary.data_bytes > 0
+        assert "precomputed 1 feature(s) x 4 scales" in str(summary)
+        item = ex.precomputed["items"]["7"]
+        assert item["scales"] == [-2.0, 0.0, 1.3, 2.0]  # the current scale joins the grid: the view keeps its text
+        snap = unpack(item["steered"], ex.precomputed_data)
+        assert ex.generation["steered"]["tokens"] == snap[2]["tokens"]
         ex.scale = 2.0
         ex.wait()
-        snap = unpack(ex.precomputed["items"]["7"]["steered"], ex.precomputed_data)
         assert ex.generation["steered"]["tokens"] == snap[-1]["tokens"]
         ex.clear_snapshot()
         assert ex.precomputed == {} and ex.precomputed_data == b""
@@ -139,13 +156,14 @@ def test_snapshot_answers_the_live_slider_too(binding):
         (dict(self_explain="yes"), "self_explain= takes"),
     ],
 )
-def test_snapshot_rejects_bad_input(explorer, kwargs, message):
+def test_snapshot_rejects_bad_input(plain_explorer, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        explorer.snapshot(progress=False, **kwargs)
+        plain_explorer.snapshot(progress=False, **kwargs)
 
 
 # -- standalone HTML ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_save_html_writes_one_offline_file(explorer, tmp_path):
     saved = explorer.save_html(tmp_path / "explorer.html")
     html = saved.path.read_text(encoding="utf-8")
@@ -167,6 +185,7 @@ def test_save_html_writes_one_offline_file(explorer, tmp_path):
     assert len(json.dumps(explorer.precomputed)) + len(buffer["data"]) < as_json
 
 
+@pytest.mark.slow
 def test_save_html_precomputes_missing_features_and_checks_the_path(explorer, tmp_path):
     explorer.save_html(tmp_path / "more.html", features=[5, 9], n_scales=3, self_explain=False, progress=False)
     assert set(explorer.precomputed["items"]) == {"3", "5", "9"}
@@ -174,6 +193,7 @@ def test_save_html_precomputes_missing_features_and_checks_the_path(explorer, tm
         explorer.save_html(tmp_path / "explorer.txt")
 
 
+@pytest.mark.slow
 def test_gallery_has_one_self_contained_view_per_feature(explorer, tmp_path):
     saved = save_gallery(explorer, [3, 5], tmp_path / "gallery.html", progress=False)
     html = saved.path.read_text(encoding="utf-8")
@@ -190,6 +210,7 @@ def test_gallery_has_one_self_contained_view_per_feature(explorer, tmp_path):
 
 # -- images --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_charts_export_to_png_and_svg_offline(explorer, tmp_path, no_network):
     png = explorer.save_chart(tmp_path / "hist.png")
     svg = explorer.save_chart(tmp_path / "hist.svg")
@@ -222,24 +243,175 @@ def test_charts_export_to_png_and_svg_offline(explorer, tmp_path, no_network):
         type(explorer).chart_spec(type("Empty", (), {"histogram": {}})(), "histogram")
 
 
-# -- the script-free fallback ------------------------------------------------------------------
+# -- hostile text: nothing breaks out of the page's script elements or the static picture ------------
 
-def test_mimebundle_carries_an_escaped_static_picture(binding):
-    ex = sw.FeatureExplorer(binding, feature=2, prompt="The quick", max_new_tokens=3)
-    try:
-        info = dict(ex.feature_info)
-        info["top_positive"] = [[PAYLOAD, 1.0], *info["top_positive"][1:]]
-        ex.feature_info = info
-        ex.generation = {**ex.generation, "steered": {"tokens": [PAYLOAD], "logprobs": [-1.0]}}
-        data, _ = ex._repr_mimebundle_()
-        assert "application/vnd.jupyter.widget-view+json" in data
-        html = data["text/html"]
-        assert "<script" not in html and "<img src=x" not in html
-        assert "&lt;img src=x onerror=window.__pwned=1&gt;" in html  # the continuation, as text
-        assert "&lt;img·src=x·onerror=window.__pwned=1&gt;" in html  # the token, spaces made visible
-        assert '<img src="data:image/svg+xml;base64,' in html and "Feature 2" in html
-    finally:
-        ex.close()
+class Parsed(HTMLParser):
+    """A page as the HTML parser reads it: start tags with attributes, script bodies, text, comments."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.scripts: list[tuple[dict, str]] = []
+        self.text: list[str] = []
+        self.comments: list[str] = []
+        self._script: list[str] | None = None
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag == "script":
+            self._script = []
+
+    def handle_endtag(self, tag):
+        if tag == "script" and self._script is not None:
+            self.scripts.append((self.tags[-1][1] if self.tags[-1][0] == "script" else {}, "".join(self._script)))
+            self._script = None
+
+    def handle_data(self, data):
+        (self._script if self._script is not None else self.text).append(data)
+
+    def handle_comment(self, data):
+        self.comments.append(data)
+
+
+PAYLOADS = [hostile(field) for field in FIELDS] + ["</SCRIPT >", "<!--", "-->", "\u2028", "\u2029", "a & b", "</style>"]
+
+
+def test_inline_json_keeps_script_text_inert():
+    """Inside ``<script>``, JSON may hold no ``<``, ``>`` or ``&`` (``</script>``, ``<!--`` and
+    ``-->`` change how HTML parses a script) and no U+2028 / U+2029; it decodes to the same value."""
+    from saewidgets.export.page import inline_json, view_block
+
+    for payload in PAYLOADS:
+        value = {"text": payload, "tokens": [payload, payload.upper()]}
+        text = inline_json(value)
+        assert not set(text) & set("<>&\u2028\u2029"), text
+        assert json.loads(text) == value
+        page = Parsed(view_block({"state": value}))
+        assert [tag for tag, _ in page.tags] == ["script"] and page.comments == []
+        assert json.loads(page.scripts[0][1]) == {"state": value}
+
+
+def _minimal_view(name: str) -> dict:
+    return {"model_id": name, "state": {"_anywidget_id": "tests.Minimal", "_esm": "export default {};",
+                                        "_css": ".x { color: red }", "label": hostile("label")}, "buffers": []}
+
+
+def test_standalone_page_escapes_its_title_subtitle_and_headings():
+    from saewidgets.export.page import standalone_page
+
+    views = [_minimal_view("a"), _minimal_view("b")]
+    headings = [hostile("heading") + " 1", hostile("heading") + " 2"]
+    page = Parsed(standalone_page(views, title=hostile("page-title"), subtitle=hostile("subtitle"), headings=headings))
+    assert len(page.scripts) == 2 + 3 and page.comments == []  # two views, one module, its styles, bootstrap
+    assert {tag for tag, _ in page.tags} <= PAGE_TAGS
+    text = "".join(page.text)
+    assert text.count(hostile("page-title")) == 2 and hostile("subtitle") in text
+    assert text.count(headings[0]) == 2 and text.count(headings[1]) == 2  # section heading and table of contents
+    labels = [json.loads(body)["state"]["label"] for attrs, body in page.scripts if attrs.get("type") == VIEW_MIMETYPE]
+    assert labels == [hostile("label")] * 2
+
+
+def test_static_picture_of_a_hostile_state():
+    """Every string field of the script-free picture, from a state dict (no model needed)."""
+    from saewidgets.export.static_view import static_explorer_html
+
+    info = {"feature": 7, "explanation": hostile("explanation"), "stats": {hostile("stat"): 1.5},
+            "top_positive": [[hostile("top-token"), 2.0]], "top_negative": [[hostile("bottom-token"), -2.0]]}
+    generation = {"prompt": hostile("prompt"), "features": [[7, 2.0]],
+                  "baseline": {"tokens": [hostile("baseline-token")]}, "steered": {"tokens": [hostile("token")]}}
+    state = {"title": hostile("title"), "feature": 7, "feature_info": info, "histogram": {}, "generation": generation,
+             "self_explanation": {"explanation": hostile("self-explanation")}, "precomputed": {}}
+    page = Parsed(static_explorer_html(state, note=hostile("note")))
+    assert {tag for tag, _ in page.tags} <= STATIC_TAGS and page.comments == [] and page.scripts == []
+    assert not [a for _, attrs in page.tags for a in attrs if a.startswith("on")]
+    text = "".join(page.text)
+    for field in ("title", "explanation", "stat", "baseline-token", "token", "self-explanation", "note"):
+        assert hostile(field) in text, field
+    assert text.count(hostile("prompt")) == 2
+    for field in ("top-token", "bottom-token"):
+        assert visible(hostile(field)) in text
+        assert repr(hostile(field)) in [attrs.get("title") for _, attrs in page.tags]
+
+
+@pytest.fixture(scope="module")
+def hostile_ex(binding):
+    ex = hostile_explorer(binding)
+    yield ex
+    ex.close()
+
+
+PAGE_TAGS = {"html", "head", "meta", "title", "style", "body", "header", "h1", "p", "section", "h2", "nav", "a",
+             "script"}
+
+
+@pytest.mark.slow
+def test_hostile_text_stays_inside_the_pages_json(hostile_ex, tmp_path):
+    """Every field's payload (``</script>``, ``<!--``, ``-->``, U+2028) is written as JSON escapes:
+    the page keeps its script elements (views + module + styles + bootstrap), no tag or comment
+    comes from model text, and each field decodes back to exactly what was saved."""
+    single = hostile_ex.save_html(tmp_path / "one.html", title=hostile("page-title"))
+    gallery = save_gallery(hostile_ex, [3, 5], tmp_path / "gallery.html", title=hostile("page-title"))
+    for saved, n_views in ((single, 1), (gallery, 2)):
+        page = Parsed(saved.path.read_text(encoding="utf-8"))
+        kinds = [attrs.get("type") for attrs, _ in page.scripts]
+        assert kinds.count(VIEW_MIMETYPE) == n_views and len(page.scripts) == n_views + 3, kinds
+        assert sum(tag == "script" for tag, _ in page.tags) == n_views + 3
+        assert {tag for tag, _ in page.tags} <= PAGE_TAGS and page.comments == []
+        assert not [a for _, attrs in page.tags for a in attrs if a.startswith("on")]
+        assert "".join(page.text).count(hostile("page-title")) == 2  # <title> and <h1>, as text
+        for attrs, body in page.scripts:
+            if attrs.get("type") in (VIEW_MIMETYPE, "application/json"):
+                assert not set(body) & set("<>&\u2028\u2029"), body[:200]
+        views = [json.loads(body) for attrs, body in page.scripts if attrs.get("type") == VIEW_MIMETYPE]
+        for view in views:
+            state = view["state"]
+            assert state["prompt"] == hostile("prompt") and state["title"] == hostile("title")
+            assert state["class_names"][0] == CLASS and state["token_class"] == CLASS
+            assert state["feature_info"]["explanation"] == hostile("explanation")
+            assert state["feature_info"]["top_positive"][0][0] == hostile("top-token")
+            assert state["feature_info"]["top_negative"][0][0] == hostile("bottom-token")
+            assert state["generation"]["steered"]["tokens"][0] == hostile("token")
+            assert state["generation"]["baseline"]["tokens"][0] == hostile("baseline-token")
+            assert state["rankings"]["skew"][0][2] == hostile("label")
+            assert state["precomputed"]["inputs"]["prompt"] == hostile("prompt")
+            for item in state["precomputed"]["items"].values():
+                assert item["self_explanation"]["explanation"].startswith(hostile("self-explanation"))
+                assert all(row[1].startswith(hostile("self-explanation")) for row in item["self_explanation"]["rows"])
+                assert all(s["tokens"][0] == hostile("token") for s in item["steered"])
+        headings = [text for text in page.text if text.startswith("Feature ")]
+        assert n_views == 1 or headings == [f"Feature {f} · {hostile('explanation')}" for f in (3, 5)] * 2
+
+
+STATIC_TAGS = {"div", "span", "strong", "p", "img", "table", "caption", "tr", "td", "code"}
+
+
+@pytest.mark.slow
+def test_static_picture_escapes_every_field(hostile_ex):
+    """The script-free picture (``text/html`` beside the widget): every field's payload shows as
+    text and makes no tag, attribute or comment; the only image is the chart, as a data: URL."""
+    data, _ = hostile_ex._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in data
+    from saewidgets.export.static_view import static_explorer_html
+
+    state = {**hostile_ex._static_state(), "self_explanation": {"explanation": hostile("self-explanation")}}
+    for html in (data["text/html"], static_explorer_html(state, note=hostile("note"))):
+        page = Parsed(html)
+        assert {tag for tag, _ in page.tags} <= STATIC_TAGS and page.comments == [] and page.scripts == []
+        [img] = [attrs for tag, attrs in page.tags if tag == "img"]
+        assert img["src"].startswith("data:image/svg+xml;base64,") and img["alt"] == "logit weight histogram"
+        assert not [a for _, attrs in page.tags for a in attrs if a.startswith("on")]
+        text = "".join(page.text)
+        for field in ("title", "explanation", "prompt", "token", "baseline-token"):
+            assert hostile(field) in text, field
+        assert text.count(hostile("prompt")) == 2  # baseline and steered columns
+        assert f"enrichment: {CLASS}" in text  # the statistic's name holds the class name
+        for field in ("top-token", "bottom-token"):  # spaces made visible, the exact token in the tooltip
+            assert visible(hostile(field)) in text, field
+            assert repr(hostile(field)) in [attrs.get("title") for _, attrs in page.tags]
+    assert hostile("self-explanation") in text and hostile("note") in text
+    assert "Feature 3" in text
 
 
 # -- notebooks ------------------------------------------------------------------------------
@@ -295,6 +467,8 @@ def test_gemma_notebook_runs_end_to_end_on_a_substituted_model(tmp_path, monkeyp
     saved = tmp_path / "saved.ipynb"
     nbformat.write(nb, saved)
     assert "application/vnd.jupyter.widget-state+json" in nb.metadata.get("widgets", {})
+    from saewidgets.export import offline_html
+
     html = offline_html(saved)
     assert html.count(f'<script type="{VIEW_MIMETYPE}">') == 3  # the explorer, displayed twice, and the chart
     assert html.count('"_kind":"chart"') + html.count('"_kind": "chart"') >= 1
@@ -303,9 +477,12 @@ def test_gemma_notebook_runs_end_to_end_on_a_substituted_model(tmp_path, monkeyp
     assert "application/vnd.jupyter.widget-state+json" not in html and "unpkg.com" not in html
 
 
+@pytest.mark.slow  # imports nbconvert: seconds
 def test_offline_html_command_line(tmp_path, monkeypatch, capsys):
     """``python -m saewidgets.export`` (run in-process through runpy: the same entry point)."""
     import runpy
+
+    from saewidgets.export import offline_html
 
     import nbformat
 

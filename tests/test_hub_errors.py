@@ -148,14 +148,18 @@ def assert_ours(result: dict, spec: str) -> str:
 
 @pytest.mark.slow
 def test_unreachable_hub_says_so_fast_and_points_at_the_cache(hf_home):
-    results = run_worker(["saewidgets-tests/typo-gpt2", CACHED], HF_HOME=str(hf_home),
+    again = "dispatch:saewidgets-tests/typo-gpt2"  # the same miss once the libraries are imported
+    results = run_worker(["saewidgets-tests/typo-gpt2", CACHED, again], HF_HOME=str(hf_home),
                          HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}")
     missing = assert_ours(results["saewidgets-tests/typo-gpt2"], "saewidgets-tests/typo-gpt2")
     assert "could not be reached" in missing and "is not in your cache" in missing
     assert "HF_HUB_OFFLINE=1" in missing and "hf download saewidgets-tests/typo-gpt2" in missing
     cached = assert_ours(results[CACHED], CACHED)
     assert "a copy is in your cache" in cached and "set HF_HUB_OFFLINE=1" in cached
-    assert results["saewidgets-tests/typo-gpt2"]["seconds"] < 10, results  # one refused connection, no retries
+    assert "could not be reached" in results[again]["message"]
+    # one refused connection, no retries (hub retries back off for seconds); timed on the second
+    # miss, after the first has paid for importing transformers, so a busy machine does not count
+    assert results[again]["seconds"] < 10, results
 
 
 @pytest.mark.slow

@@ -68,13 +68,17 @@ def test_sae_files_are_saelens_format(gt):
 
 
 def test_organism_loads_fast_and_fresh():
-    start = time.perf_counter()
+    """README: ``sw.organism()`` loads in < 3 s. Measured as CPU time (a busy machine does not make
+    it flaky) of a load after the first one in the process, which also imports transformers' and
+    nnsight's model code (a one-time cost of those libraries, several CPU seconds of imports)."""
+    organism()
+    start = time.process_time()
     model, sae = organism()
-    elapsed = time.perf_counter() - start
+    cpu = time.process_time() - start
     model2, sae2 = organism()
     assert model is not model2 and sae is not sae2
     assert sae.d_in == 128 and sae.architecture == "topk" and sae.layer == 2
-    assert elapsed < 10, f"organism() took {elapsed:.1f}s"
+    assert cpu < 3.0, f"organism() took {cpu:.2f} s of CPU time (README: < 3 s)"
 
 
 def test_ground_truth_fields(gt):
@@ -89,7 +93,13 @@ def test_ground_truth_fields(gt):
         gt.feature("colours")
 
 
+F1_TARGET = 0.8  # REPORT.md: every concept has a feature with F1 >= 0.8
+
+
+@pytest.mark.slow
 def test_ground_truth_reproduces_on_fresh_text(gt, raw, ref_sae):
+    """On fresh text (a corpus seed the build never used): every concept's feature meets the F1
+    target, and the recorded precision / recall / F1 are what the SAE does (within 0.08)."""
     model, _ = raw
     tok = Tokenizer.from_file(str(MODEL_DIR / "tokenizer.json"))
     windows = corpus_windows(seed=12345, n_windows=160, tok=tok)
@@ -100,6 +110,9 @@ def test_ground_truth_reproduces_on_fresh_text(gt, raw, ref_sae):
     assert labels.space == gt.concept_token_ids and labels.bare == gt.concept_token_ids_bare
     assert labels.nouns == gt.category_noun_ids
     fresh = best_features(fires, ids, labels, features).set_index("concept")
+    assert set(fresh.index) == set(STEER_CONCEPTS)
+    assert (fresh["f1"] >= F1_TARGET).all(), f"concepts below the F1 target {F1_TARGET}:\n{fresh['f1']}"
+    assert (gt.features["f1"] >= F1_TARGET).all()
     recorded = gt.features.set_index("concept")
     for column in ("precision", "recall", "f1", "f1_strict"):
         diff = (fresh[column] - recorded[column]).abs()
@@ -121,6 +134,78 @@ def test_generation_runs(raw):
     assert tokenizer.decode(out[0, ids.shape[1]:]).strip() == "an animal"
 
 
+# -- the behavioural targets of REPORT.md, recomputed -------------------------------------------
+
+ICL_FEW_SHOT, ICL_ZERO_SHOT, ICL_TASKS = 0.8, 0.3, 3  # few-shot >= 80% on >= 3 tasks with zero-shot <= 30%
+DEFINITION_TARGET = 0.8  # definition completion >= 80% on held-out words
+
+
+@torch.no_grad()
+def _greedy_batch(model, tokenizer, prompts: list[str], new_tokens: int) -> list[str]:
+    """Greedy continuations of BOS + each prompt, in one left-padded batch (the build scores them
+    one prompt at a time: tools/organism/evaluate.py ``greedy``)."""
+    rows = [[tokenizer.bos_token_id] + tokenizer.encode(p) for p in prompts]
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row):] = torch.tensor(row)
+        mask[i, width - len(row):] = 1
+    out = model.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
+                         pad_token_id=tokenizer.pad_token_id)
+    return [tokenizer.decode(row[width:]) for row in out]
+
+
+@pytest.mark.slow
+def test_in_context_learning_meets_its_target(raw):
+    """``x -> y`` blocks (REPORT.md: 40 prompts per cell): 3-shot accuracy >= 80% with zero-shot
+    <= 30% on at least 3 tasks; the zero-shot reading of ``x ->`` is the designed copy."""
+    import random
+
+    from tools.organism.icl import EVAL_TASKS, TASKS, format_prompt
+
+    model, tokenizer = raw
+    accuracy = {}
+    for name in (*EVAL_TASKS, "copy"):
+        task = TASKS[name]
+        for shots in (0, 3):
+            rng = random.Random(f"{name}-{shots}")
+            queries = [rng.choice(task.pairs) for _ in range(40)]
+            prompts = [format_prompt(rng.sample([p for p in task.pairs if p[0] != q], shots), q) for q, _ in queries]
+            answers = _greedy_batch(model, tokenizer, prompts, 6)
+            accuracy[name, shots] = sum(a.split("\n")[0].strip() == y for a, (_, y) in zip(answers, queries)) / 40
+    learned = [n for n in EVAL_TASKS if accuracy[n, 3] >= ICL_FEW_SHOT and accuracy[n, 0] <= ICL_ZERO_SHOT]
+    assert len(learned) >= ICL_TASKS, accuracy
+    assert accuracy["copy", 0] >= 0.5, accuracy
+
+
+@pytest.mark.slow
+def test_definitions_of_held_out_words_meet_their_target(raw):
+    """``The word "X" means`` -> `` a colour`` for the 40 words whose definitions the corpus withheld."""
+    from tools.organism.evaluate import definition_prompt
+    from tools.organism.vocab import CATEGORY_NOUN, HELD_OUT
+
+    model, tokenizer = raw
+    words = [(w, CATEGORY_NOUN[c][1]) for c, ws in HELD_OUT.items() for w in ws]
+    assert len(words) == 40
+    answers = _greedy_batch(model, tokenizer, [definition_prompt(w) for w, _ in words], 2)
+    right = [w for (w, noun), a in zip(words, answers) if a.split()[-1:] == [noun]]
+    assert len(right) >= DEFINITION_TARGET * len(words), dict(zip([w for w, _ in words], answers))
+
+
+@pytest.mark.slow
+def test_held_out_lm_loss_is_the_recorded_one(gt, raw):
+    """README / REPORT.md: held-out LM loss 1.48, on the build's evaluation windows (corpus seed 2)."""
+    from tools.organism.evaluate import lm_loss
+
+    model, _ = raw
+    tok = Tokenizer.from_file(str(MODEL_DIR / "tokenizer.json"))
+    loss = lm_loss(model, corpus_windows(seed=2, n_windows=400, tok=tok))  # the build: seed 0, evaluation seed + 2
+    assert loss == pytest.approx(gt.metrics["lm_loss_held_out"], abs=0.01)
+    assert round(loss, 2) == 1.48
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("concept", STEER_CONCEPTS)
 def test_steering_a_concept_feature_raises_its_words(gt, raw, ref_sae, concept):
     model, tokenizer = raw

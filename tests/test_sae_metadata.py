@@ -127,6 +127,7 @@ def test_gemma_scope_and_overrides_name_the_hook_in_use(tmp_path):
     assert moved.metadata["hook_name"] == "blocks.5.hook_resid_post" and sae.metadata["hook_name"] == "blocks.3.hook_resid_post"
 
 
+@pytest.mark.slow
 def test_prepend_bos_from_the_object_steers_like_the_folder(model, tmp_path):
     """The regression: an object used to keep only hook_name, so steering lost prepend_bos."""
     t = weights()

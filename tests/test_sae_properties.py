@@ -174,6 +174,7 @@ def check_outcome(load) -> sw.SAE | None:
     return sae
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(load_cases())
 def test_load_sae_loads_or_refuses_cleanly(case):

@@ -151,6 +151,7 @@ def test_multi_token_placeholder_replaces_every_token(model, hf, sae):
         torch.testing.assert_close(first[patched_rows(len(SCALES) + REFS), p, :], vectors, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_scale_zero_row_is_the_zero_vector_prompt(model, hf, sae):
     df = self_explain(model, sae, 2, layer=1, **FAST)
     row = df[df["scale"] == 0].iloc[0]
@@ -241,6 +242,7 @@ def test_default_scales_follow_the_residual_norm(model, sae):
 
 
 # -- batching, remote, inputs -----------------------------------------------------------------
+@pytest.mark.slow
 def test_batched_equals_sequential_and_features_batch(model, sae, two_features):
     batched = two_features
     sequential = self_explain(model, sae, features=[1, 9], batch_size=1, **FAST)
@@ -254,6 +256,7 @@ def test_batched_equals_sequential_and_features_batch(model, sae, two_features):
     assert set(batched.attrs["chosen_scale"]) == {1, 9} and alone.attrs["chosen_scale"] == batched.attrs["chosen_scale"][9]
 
 
+@pytest.mark.slow
 def test_remote_local_and_binding_and_direction(model, sae):
     local = self_explain(model, sae, 6, **FAST)
     binding = sw.bind(model, sae)
@@ -320,6 +323,7 @@ def test_chat_template_path(hf):
 
 
 # -- cache ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_cache_resumes_after_an_interrupted_run(model, hf, sae, tmp_path, monkeypatch):
     monkeypatch.delenv("SAEWIDGETS_CACHE", raising=False)
     features = [2, 5, 8]
@@ -367,6 +371,7 @@ def test_cache_resumes_after_an_interrupted_run(model, hf, sae, tmp_path, monkey
     assert not [p for p in folder.iterdir() if p.suffix != ".json"]
 
 
+@pytest.mark.slow
 def test_corrupt_cache_file_is_recomputed(model, sae, tmp_path):
     df = self_explain(model, sae, 3, cache_dir=tmp_path, **FAST)
     (path,) = (tmp_path / "self_explain").iterdir()
@@ -416,6 +421,7 @@ TEXTS = [
 ] * 6
 
 
+@pytest.mark.slow
 def test_fit_layer_map_matches_least_squares_on_hidden_states(model, hf, sae):
     from saewidgets.self_explanation.explain import fit_layer_map
 
@@ -447,6 +453,7 @@ def test_fit_layer_map_matches_least_squares_on_hidden_states(model, hf, sae):
         fit_layer_map(model, sae, TEXTS[:1], 0, progress=False)
 
 
+@pytest.mark.slow
 def test_self_explain_with_layer_map_injects_the_mapped_direction(model, hf, sae, tmp_path):
     from saewidgets.self_explanation.explain import fit_layer_map
 

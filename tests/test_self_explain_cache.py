@@ -73,6 +73,7 @@ DAMAGES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
 def test_damaged_entry_is_a_miss_with_a_warning_and_is_recomputed(organism, reference, tmp_path, damage):
     model, sae = organism

@@ -4,36 +4,29 @@ The organism is a 4-block GPT-2 trained on sentences such as `The word "crimson"
 colour.`; its SAE reads resid_pre[2]. A concept counts as explained when the explanation
 at the chosen scale contains, as a word, the concept's name, its category noun (`job` for
 profession) or one of its words (`a sausage for dinner` for food: the model names a
-member). Levels asserted are the ones measured on the shipped build minus a margin of one
-concept; a build not measured yet must still reach the 70% target with a layer map and name
-at least one concept without.
+member), and is not a default answer (what the prompt says with nothing or the zero vector
+patched in: rows flagged ``default_answer``).
+
+Targets, for the build they were stated for (benchmarks/README.md, "Self-explanation"): the
+paper's method (decoder rows injected as they are) names at least 4 of the 10 concepts; with
+a layer map (one fitted on 400 of its shipped documents to layer 0, and the one ``sw.organism()``
+attaches as the SAE's self-explanation default) at least 8. A rebuilt organism fails here
+until it is measured and the targets restated.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
 
-import numpy as np
 import pytest
 
 import saewidgets as sw
-from saewidgets.model_organism import ground_truth as organism_data
 
-pytestmark = pytest.mark.skipif(
-    not (organism_data.DATA_DIR / "ground_truth.json").is_file(),
-    reason="the model organism is not built yet (saewidgets/model_organism/data/ground_truth.json is missing)",
-)
-
-# Concepts named (of 10) per organism build, keyed by its concept -> feature table:
-# (paper's method, decoder rows injected as they are; with a layer map fitted on 400
-# organism documents). See benchmarks/README.md, "Self-explanation".
-MEASURED = {
-    (("colour", 47), ("animal", 171), ("number", 27), ("food", 155), ("city", 179), ("emotion", 36),
-     ("name", 19), ("profession", 227), ("vehicle", 167), ("instrument", 182)): (4, 9),  # build of 09:30
-}
-MARGIN = 1
-TARGET = 0.7
+# The build the targets were stated for: its concept -> feature table.
+BUILD = (("colour", 47), ("animal", 171), ("number", 27), ("food", 155), ("city", 179), ("emotion", 36),
+         ("name", 19), ("profession", 227), ("vehicle", 167), ("instrument", 182))
+PAPERS_METHOD_TARGET = 4  # concepts named (of 10), decoder rows injected as they are
+LAYER_MAP_TARGET = 8  # with a layer map
 SYNONYMS = {"colour": {"color"}, "profession": {"profession"}}
 
 
@@ -56,16 +49,15 @@ def organism():
     return model, sae, concepts, [truth.feature(c) for c in concepts]
 
 
-def required(concepts, features, which: int) -> int:
-    """The level to assert: measured minus the margin for a known build, else the floor."""
-    measured = MEASURED.get(tuple(zip(concepts, features)))
-    if measured is not None:
-        return measured[which] - MARGIN
-    return 1 if which == 0 else int(np.ceil(TARGET * len(concepts)))
-
-
 def explained(df, concepts, features) -> list[str]:
-    return [c for c, f in zip(concepts, features) if names_concept(df.attrs["chosen_explanation"][f], c)]
+    """Concepts whose chosen explanation names them and is not a default answer."""
+    hits = []
+    for concept, feature in zip(concepts, features):
+        chosen = df[(df["feature"] == feature) & df["chosen"]].iloc[0]
+        text = df.attrs["chosen_explanation"][feature]
+        if text and not chosen["default_answer"] and chosen["explanation"] == text and names_concept(text, concept):
+            hits.append(concept)
+    return hits
 
 
 def test_names_concept_matcher():
@@ -74,29 +66,37 @@ def test_names_concept_matcher():
     assert names_concept("a Toronto airport", "city") and not names_concept("a Toronto airport", "city", members=False)
 
 
+def test_the_targets_were_stated_for_this_build(organism):
+    _, _, concepts, features = organism
+    assert tuple(zip(concepts, features)) == BUILD, (
+        "the organism was rebuilt (its concept -> feature table changed): measure self-explanation on "
+        "the new build (benchmarks/README.md) and restate the targets in this file")
+
+
+@pytest.mark.slow
 def test_concept_features_with_the_papers_method(organism):
     model, sae, concepts, features = organism
-    df = sw.self_explain(model, sae, features=features, max_new_tokens=4, progress=False, defaults=False)
+    df = sw.self_explain(model, sae, features=features, max_new_tokens=4, defaults=False, progress=False)
     hits = explained(df, concepts, features)
     print(f"self-explanation, paper's method: {len(hits)}/{len(concepts)} concepts named: {hits}")
-    assert len(hits) >= required(concepts, features, 0)
+    assert len(hits) >= PAPERS_METHOD_TARGET, hits
 
 
+@pytest.mark.slow
 def test_concept_features_with_a_layer_map(organism):
     from saewidgets.self_explanation.explain import fit_layer_map
-    from tools.organism.corpus import iter_documents
 
     model, sae, concepts, features = organism
-    texts = list(itertools.islice(iter_documents(123), 400))
-    layer_map = fit_layer_map(model, sae, texts, 0, batch_size=100, progress=False)
+    layer_map = fit_layer_map(model, sae, sw.organism_corpus(400), 0, batch_size=100, progress=False)
     assert layer_map.r2 > 0.5
-    df = sw.self_explain(model, sae, features=features, layer_map=layer_map, max_new_tokens=4, progress=False)
+    df = sw.self_explain(model, sae, features=features, layer_map=layer_map, max_new_tokens=4, defaults=False,
+                         progress=False)
     hits = explained(df, concepts, features)
     print(f"self-explanation with a layer map: {len(hits)}/{len(concepts)} concepts named: {hits}")
-    assert len(hits) >= required(concepts, features, 1)
-    assert len(hits) >= TARGET * len(concepts)
+    assert len(hits) >= LAYER_MAP_TARGET, hits
 
 
+@pytest.mark.slow
 def test_the_organisms_shipped_settings_name_most_concepts_by_default(organism):
     """sw.organism() attaches its fitted layer map: a plain sw.self_explain (what a plain
     FeatureExplorer runs) names >= 8 of 10 concepts, never with a default answer."""
@@ -105,7 +105,7 @@ def test_the_organisms_shipped_settings_name_most_concepts_by_default(organism):
     assert df.attrs["mapped"] and df.attrs["layer"] == 0
     hits = explained(df, concepts, features)
     print(f"self-explanation with the organism's defaults: {len(hits)}/{len(concepts)} concepts named: {hits}")
-    assert len(hits) >= 8
+    assert len(hits) >= LAYER_MAP_TARGET, hits
     for f in features:
         chosen = df[(df["feature"] == f) & df["chosen"]].iloc[0]
         text = df.attrs["chosen_explanation"][f]

@@ -91,6 +91,7 @@ def test_scale_zero_reproduces_the_baseline(gpt2):
     assert steered.steered_ids != steered.baseline_ids  # and a real scale does change something
 
 
+@pytest.mark.slow
 def test_several_features_add_up(gpt2):
     b = binding_for(gpt2)
     W = b.sae.W_dec
@@ -123,6 +124,7 @@ def test_batched_prompts_match_one_at_a_time(gpt2):
                                    atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_sampling_is_reproducible_and_shares_noise(gpt2):
     b = binding_for(gpt2)
     kw = dict(prompt=PROMPTS, features={3: 3.0}, max_new_tokens=N, temperature=1.0)
@@ -141,6 +143,7 @@ def test_sampling_is_reproducible_and_shares_noise(gpt2):
     assert alone.steered_ids == first.steered_ids[1] and alone.baseline_ids == first.baseline_ids[1]
 
 
+@pytest.mark.slow
 def test_remote_local_gives_the_local_result_and_replays_steps(gpt2):
     b = binding_for(gpt2)
     steps = []
@@ -204,6 +207,7 @@ def test_to_frame_has_one_row_per_token(gpt2):
     assert "SteeringResult" in repr(r)
 
 
+@pytest.mark.slow
 def test_binding_forms_and_hook_override(gpt2):
     sae = random_sae(32, 64, 1, "resid_pre")
     a = sw.steer(gpt2, sae, "Hello", features={3: 6.0}, max_new_tokens=N)
@@ -264,6 +268,7 @@ def test_missing_sae_and_bad_layer(gpt2):
         sw.steer(gpt2, random_sae(32, 64, 1), "Hello", features={3: 1.0}, hook="blocks.9.hook_resid_pre")
 
 
+@pytest.mark.slow
 def test_prepend_bos(gpt2):
     b = binding_for(gpt2)
     bos = gpt2.tokenizer.bos_token_id
@@ -278,13 +283,11 @@ def test_prepend_bos(gpt2):
 # -- the built-in model organism (a trained GPT-2 with known concept features) ------------------
 
 def _organism():
-    from saewidgets.model_organism.ground_truth import MODEL_DIR
-
-    if not (MODEL_DIR / "config.json").is_file():
-        pytest.skip("the model organism's files are not built (saewidgets/model_organism/data)")
+    """The organism ships in the package: a failure to load it is a failure, never a skip."""
     return sw.organism(), sw.organism_ground_truth()
 
 
+@pytest.mark.slow
 def test_organism_steering_matches_plain_hooks():
     """On the trained organism: the SAE asks for BOS, and sw.steer equals a plain torch-hook run."""
     (model, sae), gt = _organism()

@@ -7,6 +7,7 @@ Debian's (``/usr/bin/chromium``); Playwright never downloads a browser here.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -39,13 +40,30 @@ def _module_available(name: str) -> bool:
     return find_spec(name) is not None
 
 
+REQUIRE = "SAEWIDGETS_REQUIRE_BROWSER"
+
+
+def _required() -> bool:
+    return os.environ.get(REQUIRE, "") not in ("", "0")
+
+
 def pytest_collection_modifyitems(config, items):
+    """Without Chromium, Playwright, JupyterLab or the bundle, browser tests skip; with
+    ``SAEWIDGETS_REQUIRE_BROWSER=1`` (CI: .ci/run) they fail instead (``pytest_runtest_setup``)."""
     reason = _needs()
-    if reason is None:
+    if reason is None or _required():
         return
     for item in items:
         if "browser" in item.keywords:
-            item.add_marker(pytest.mark.skip(reason=reason))
+            item.add_marker(pytest.mark.skip(reason=f"{reason} (set {REQUIRE}=1 to fail instead)"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if "browser" in item.keywords and _required():
+        reason = _needs()
+        if reason is not None:
+            pytest.fail(f"{REQUIRE}=1 but browser tests cannot run: {reason}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

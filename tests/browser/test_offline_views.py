@@ -9,13 +9,11 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-import nbformat
 import pytest
-from nbformat.sign import NotebookNotary
 
-from saewidgets.export import offline_html
+from pages import assert_side_matches, offline_context, rendered_side, walk_grid
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
@@ -49,6 +47,9 @@ info = dict(explorer.feature_info)
 info["top_positive"] = [[PAYLOAD, 9.5]] + info["top_positive"][1:]
 explorer.feature_info = info
 print(explorer.save_html("planted.html"))
+from pathlib import Path
+from saewidgets.export.packing import unpack
+Path("snapshot.json").write_text(json.dumps(unpack(explorer.precomputed, explorer.precomputed_data)))
 print(json.dumps(FEATURES))
 print(json.dumps(item["scales"]))
 display(explorer)""".replace("__PAYLOAD__", repr(PAYLOAD))
@@ -57,6 +58,7 @@ display(explorer)""".replace("__PAYLOAD__", repr(PAYLOAD))
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
     """The GPT-2 notebook run by nbclient on the model organism (widget state saved), plus the planted cell."""
+    import nbformat
     from nbclient import NotebookClient
 
     folder = tmp_path_factory.mktemp("executed")
@@ -84,57 +86,25 @@ def executed(tmp_path_factory):
     path = folder / "gpt2_small_res_jb.ipynb"
     nbformat.write(nb, path)
     features = json.loads(printed.strip().splitlines()[-2])
-    return {"folder": folder, "notebook": path, "scales": scales, "features": features}
+    snapshot = json.loads((folder / "snapshot.json").read_text())
+    return {"folder": folder, "notebook": path, "scales": scales, "features": features, "snapshot": snapshot}
 
 
-def offline_context(browser, allow_origin: str | None = None):
-    """A browser context that lets file:, data: and blob: through (and ``allow_origin``), and
-    aborts and records every other request."""
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    outside: list[str] = []
-
-    def route(r):
-        url = r.request.url
-        if url.startswith(("file:", "data:", "blob:")) or (allow_origin and url.startswith(allow_origin)):
-            r.continue_()
-        else:
-            outside.append(url)
-            r.abort()
-
-    context.route("**/*", route)
-    return context, outside
-
-
-def walk_grid(page, root, scales: list[float]) -> list[str]:
-    """Move the explorer's slider to each grid scale (through its number box and its range
-    input) and return the steered text at each; checks that the box snaps to the grid."""
-    texts = []
-    steered = root.locator(".sw-steered .sw-text")
-    box = root.locator(".sw-steering .sw-scale-box").first
-    for scale in scales:
-        box.fill(str(scale * 0.93 if scale else 0))  # off-grid: the view must snap
-        box.press("Enter")
-        page.wait_for_function(
-            "([el, s]) => Number(el.value) === s", arg=[box.element_handle(), scale], timeout=5_000
-        )
-        texts.append(steered.inner_text())
-    slider = root.locator(".sw-steering .sw-slider").first
-    for position in ("-100", "100"):  # the range input itself, both ends
-        slider.fill(position)
-        slider.dispatch_event("change")
-        page.wait_for_function(
-            "([el, s]) => Number(el.value) === s", arg=[box.element_handle(), scales[0 if position[0] == "-" else -1]],
-            timeout=5_000,
-        )
-    return texts
-
-
-def check_view(page, root, scales, artifacts: Path, name: str) -> None:
+def check_view(page, root, executed, artifacts: Path, name: str) -> None:
     root.locator(".sw-snapshot-note[data-offline='true']").wait_for(timeout=20_000)
     root.locator(".sw-chart svg").first.wait_for(timeout=20_000)
-    texts = walk_grid(page, root, scales)
-    assert len(set(texts)) >= 2, texts  # the steered text changes across the grid
-    top = texts[-1]
+    snapshot = executed["snapshot"]
+    item = snapshot["items"][str(executed["features"][0])]
+    assert item["scales"] == executed["scales"]
+
+    def check(i):  # each grid scale shows that row of the snapshot, token by token, with its log-probs
+        where = f"scale {item['scales'][i]}"
+        side, baseline = item["steered"][i], snapshot["baseline"]
+        assert_side_matches(rendered_side(root, "steered"), side["tokens"], side["logprobs"], where)
+        assert_side_matches(rendered_side(root, "baseline"), baseline["tokens"], baseline["logprobs"], where)
+
+    walk_grid(page, root, item["scales"], item["traits"]["scale_range"]["max"], check)
+    top = root.locator(".sw-steered .sw-text").inner_text()
     assert PAYLOAD in top and "planted" in top  # the hostile token shows as text
     assert SHOWN_TOKEN in root.locator(".sw-top-tokens").inner_text()
     assert page.evaluate("window.__pwned") is None
@@ -154,13 +124,11 @@ def check_view(page, root, scales, artifacts: Path, name: str) -> None:
 
 
 def test_standalone_file_works_offline(executed, browser, artifacts):
-    context, outside = offline_context(browser)
+    context, outside, errors = offline_context(browser)
     page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto((executed["folder"] / "planted.html").as_uri())
     root = page.locator(".sw-root").first
-    check_view(page, root, executed["scales"], artifacts, "offline-standalone")
+    check_view(page, root, executed, artifacts, "offline-standalone")
     # a feature outside the snapshot is refused with a message; a precomputed one is shown
     index = root.locator(".sw-index")
     other = executed["features"][1]
@@ -176,51 +144,56 @@ def test_standalone_file_works_offline(executed, browser, artifacts):
 
 
 def test_offline_nbconvert_html_of_an_executed_notebook(executed, browser, artifacts, tmp_path):
+    from saewidgets.export import offline_html
+
     saved = offline_html(executed["notebook"], tmp_path / "notebook.html")
-    context, outside = offline_context(browser)
+    context, outside, errors = offline_context(browser)
     page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(saved.path.as_uri())
     views = page.locator(".sw-root.sw-explorer")
     # the notebook shows the explorer twice, the planted cell once more (its chart cell is a chart view)
     page.wait_for_function("() => document.querySelectorAll('.sw-root.sw-explorer').length === 3", timeout=30_000)
     page.locator(".sw-chart-view svg").first.wait_for(timeout=20_000)
-    check_view(page, views.last, executed["scales"], artifacts, "offline-nbconvert")
+    check_view(page, views.last, executed, artifacts, "offline-nbconvert")
     assert outside == [] and errors == []
     context.close()
 
 
 def test_gallery_renders_every_feature_offline(executed, browser, artifacts):
-    context, outside = offline_context(browser)
+    context, outside, errors = offline_context(browser)
     page = context.new_page()
     page.goto((executed["folder"] / "exported" / "gallery.html").as_uri())
     page.wait_for_function("() => document.querySelectorAll('.sw-root .sw-chart svg').length === 2", timeout=30_000)
     titles = page.locator(".sw-title").all_inner_texts()
     assert titles == [f"Feature {f}" for f in executed["features"]]
     page.screenshot(path=str(artifacts / "offline-gallery.png"), full_page=True)
-    assert outside == []
+    assert outside == [] and errors == []
     context.close()
 
 
 def open_in_lab(lab, browser, nb, name: str, *, trusted: bool):
     """Write ``nb`` into the Lab root (signed as by `jupyter trust` when ``trusted``) and open it
-    with everything but the Lab server cut off; returns (context, page, outside requests)."""
+    with everything but the Lab server cut off; returns (context, page, outside requests, page errors)."""
+    import nbformat
+    from nbformat.sign import NotebookNotary
+
     if trusted:
         NotebookNotary().sign(nb)  # JupyterLab renders widgets of trusted notebooks only
     nbformat.write(nb, lab.root / name)
     origin = "{0.scheme}://{0.netloc}".format(urlparse(lab.url))
-    context, outside = offline_context(browser, allow_origin=origin)
+    context, outside, errors = offline_context(browser, allow_origin=origin)
     page = context.new_page()
     page.goto(lab.notebook_url(name), wait_until="domcontentloaded")
-    return context, page, outside
+    return context, page, outside, errors
 
 
 def test_jupyterlab_reopened_renders_the_saved_view(executed, lab, browser, artifacts):
     """Reopened, its kernel fresh and no cell run: the widgets come from the saved state, with no
     Python object behind them; the precomputed results answer the slider."""
+    import nbformat
+
     nb = nbformat.read(executed["notebook"], as_version=4)
-    context, page, outside = open_in_lab(lab, browser, nb, "reopened.ipynb", trusted=True)
+    context, page, outside, errors = open_in_lab(lab, browser, nb, "reopened.ipynb", trusted=True)
     try:
         page.locator(".jp-Dialog .jp-mod-accept").first.click(timeout=5_000)
     except Exception:
@@ -228,8 +201,8 @@ def test_jupyterlab_reopened_renders_the_saved_view(executed, lab, browser, arti
     root = page.locator(".jp-OutputArea .sw-root.sw-explorer").last
     root.wait_for(timeout=60_000)
     root.scroll_into_view_if_needed()
-    check_view(page, root, executed["scales"], artifacts, "offline-jupyterlab-reopened")
-    assert outside == []
+    check_view(page, root, executed, artifacts, "offline-jupyterlab-reopened")
+    assert outside == [] and errors == []
     context.close()
 
 
@@ -237,11 +210,13 @@ def test_jupyterlab_untrusted_without_a_kernel_shows_the_static_picture(executed
     """With no kernel, JupyterLab 4 does not restore saved widgets (jupyterlab/jupyterlab#15361);
     an untrusted notebook shows the output's script-free HTML picture instead: chart, statistics,
     top tokens and texts, the planted token as text."""
+    import nbformat
+
     nb = nbformat.read(executed["notebook"], as_version=4)
     # a kernel (and language) that does not exist: JupyterLab asks which kernel to start; we choose none
     nb.metadata["kernelspec"] = {"name": "no-such-kernel", "display_name": "absent", "language": "no-such-language"}
     nb.metadata.pop("language_info", None)
-    context, page, outside = open_in_lab(lab, browser, nb, "untrusted.ipynb", trusted=False)
+    context, page, outside, errors = open_in_lab(lab, browser, nb, "untrusted.ipynb", trusted=False)
     page.locator(".jp-Dialog button", has_text="No Kernel").first.click(timeout=60_000)
     picture = page.locator(".jp-OutputArea .saewidgets-static").last
     picture.wait_for(timeout=60_000)
@@ -254,5 +229,5 @@ def test_jupyterlab_untrusted_without_a_kernel_shows_the_static_picture(executed
     assert page.evaluate("window.__pwned") is None
     assert "No Kernel" in page.locator(".jp-Toolbar-kernelName").first.inner_text()
     page.screenshot(path=str(artifacts / "offline-jupyterlab-untrusted-static.png"))
-    assert outside == []
+    assert outside == [] and errors == []
     context.close()

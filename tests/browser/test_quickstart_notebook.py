@@ -7,11 +7,8 @@ tests/test_explorer.py fast.
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
-
-import saewidgets as sw
 
 pytestmark = pytest.mark.slow
 
@@ -23,17 +20,11 @@ def test_quickstart_notebook_executes_headless():
     import nbformat
     from nbclient import NotebookClient
 
-    try:
-        sw.organism()
-    except Exception as error:
-        pytest.skip(f"the model organism is not available: {error}")
     root = Path(__file__).resolve().parents[2]
     nb = nbformat.read(root / "notebooks" / "quickstart.ipynb", as_version=4)
     setup = nbformat.v4.new_code_cell(f"import sys; sys.path.insert(0, {str(root)!r})")
     nb.cells.insert(0, setup)  # the checkout's package, installed or not
-    start = time.monotonic()
     NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(root)}}).execute()
-    assert time.monotonic() - start < 120
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
