@@ -2,43 +2,12 @@
 // extra (feature, scale) entries, prompt, number of tokens, temperature, seed.
 import { h, replace, fmt, uid, editable } from "../dom.js";
 import { watch } from "./store.js";
-import { STEPS, toScale, toPosition, roundScale, normaliseRange } from "./symlog.js";
+import { STEPS, toScale, toPosition, roundScale, normaliseRange, boxText, checkTyped, beyondNote } from "./symlog.js";
 import LIMITS from "../../../saewidgets/engine/limits.json";
 
 const LIMIT = LIMITS.scale.max_abs; // the shared limit: Python's checks.check_scale refuses beyond it
 const LIMIT_TEXT = LIMIT.toLocaleString("en-US"); // 1,000,000
 const TICKS = [-1, -0.5, 0, 0.5, 1]; // slider positions (u) that get a label: the symlog mapping, shown
-
-/** The scale as the number box shows it: at most 6 significant digits (the exact value in its title). */
-export function boxText(scale) {
-  const value = Number(scale) || 0;
-  return String(Number(value.toPrecision(6)));
-}
-
-/**
- * What a typed scale means for a slider spanning ±range.max: `{ok: false, message}` when it is
- * refused (not a number, or beyond the shared limit ±LIMIT), else `{ok: true, value, beyond}`
- * (`beyond`: outside the slider's own range; the value is kept as typed and the slider stays at its
- * end). Pure.
- */
-export function checkTyped(text, range, limit = LIMIT) {
-  const limitText = limit.toLocaleString("en-US");
-  const trimmed = String(text ?? "").trim();
-  const value = Number(trimmed);
-  if (!trimmed) return { ok: false, message: "type a number, such as 2.5 or -10 (the scale in use is kept)" };
-  if (!Number.isFinite(value)) return { ok: false, message: `${JSON.stringify(trimmed)} is not a number: type a scale such as 2.5 or -10` };
-  if (Math.abs(value) > limit) {
-    return { ok: false, message: `${fmt(value)} is beyond the steering limit ±${limitText}: type a scale within it` };
-  }
-  return { ok: true, value, beyond: Math.abs(value) > normaliseRange(range).max };
-}
-
-/** The note for a scale beyond the slider's range (empty when within it). */
-export function beyondNote(scale, range) {
-  const { max } = normaliseRange(range);
-  if (!(Math.abs(Number(scale)) > max)) return "";
-  return `${fmt(Number(scale))} is beyond this slider's ±${fmt(max, 2)}: the slider stays at its end; steering uses ${fmt(Number(scale))}`;
-}
 
 /**
  * A symlog slider with tick labels and a number box. `onCommit(scale)` runs on release, on
@@ -46,7 +15,7 @@ export function beyondNote(scale, range) {
  * message, previous scale kept) what is not a number or beyond the shared limit ±LIMIT; a scale
  * beyond the slider's own range is kept as typed: the slider stays at its end and a note says so.
  */
-export function scaleSlider({ label, onCommit, onPreview = () => {}, caption = false }) {
+export function scaleSlider({ label, onCommit, onPreview = () => {}, caption = false, live = () => true }) {
   const id = uid("sw-scale");
   let range = normaliseRange(null);
   let current = 0;
@@ -109,7 +78,7 @@ export function scaleSlider({ label, onCommit, onPreview = () => {}, caption = f
   function commitBox() {
     if (box.value === shown && !refusal) return; // nothing typed
     // a number input's value is "" for text it cannot parse: read what the user sees as far as possible
-    const result = checkTyped(box.value, range); // "" also when a number input cannot parse the text
+    const result = checkTyped(box.value, range, LIMIT); // "" also when a number input cannot parse the text
     boxEdit.committed();
     if (!result.ok) {
       say(result.message);
@@ -146,7 +115,9 @@ export function scaleSlider({ label, onCommit, onPreview = () => {}, caption = f
         ),
       );
       const mapping = `symlog: fine steps below ±${fmt(range.linear, 2)}, reaching ±${fmt(range.max, 2)}`;
-      captionText.textContent = `${mapping}; the box takes any scale up to ±${LIMIT_TEXT}`;
+      captionText.textContent = live()
+        ? `${mapping}; the box takes any scale up to ±${LIMIT_TEXT}`
+        : `${mapping}; without a kernel, the precomputed scales only`;
       slider.title = mapping;
       if (changed) refusal = "";
       showNote();
@@ -181,7 +152,7 @@ function numberField(label, props, onCommit) {
 }
 
 export function steeringPanel(store) {
-  const main = scaleSlider({ label: "steering scale", caption: true, onCommit: (s) => store.set("scale", s) });
+  const main = scaleSlider({ label: "steering scale", caption: true, live: () => store.live, onCommit: (s) => store.set("scale", s) });
   const mainLabel = h("span", { class: "sw-label" });
 
   const entriesList = h("ul", { class: "sw-entries", "aria-label": "more steering features" });
@@ -239,8 +210,8 @@ export function steeringPanel(store) {
   );
   const showLive = () => {
     regenerate.hidden = !store.live; // a saved view has no kernel to regenerate with
+    main.set(store.get("scale"), store.get("scale_range"));
   };
-  showLive();
   const stopLive = store.onLive(showLive);
 
   const node = h(
@@ -314,6 +285,7 @@ export function steeringPanel(store) {
     watch(store, ["steering"], updateEntries),
     watch(store, ["prompt", "max_new_tokens", "temperature", "seed"], updateFields),
   ];
+  showLive();
   updateMain();
   updateEntries();
   updateFields();
