@@ -77,7 +77,6 @@ export function scaleSlider({ label, onCommit, onPreview = () => {}, caption = f
   }
   function commitBox() {
     if (box.value === shown && !refusal) return; // nothing typed
-    // a number input's value is "" for text it cannot parse: read what the user sees as far as possible
     const result = checkTyped(box.value, range, LIMIT); // "" also when a number input cannot parse the text
     boxEdit.committed();
     if (!result.ok) {

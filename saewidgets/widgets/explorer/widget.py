@@ -116,7 +116,14 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     ``scale_range``, ``rankings``, ``search_results``, ``generation`` (the latest
     baseline/steered tokens), ``busy``, ``error``, ``stats_progress``, ``self_explanation``
     (the sweep's rows, chosen and best explanations, chart spec; the view picks the slider's
-    row itself, see ``self_explanation_current``); ``auto_self_explain`` (the panel's checkbox).
+    row itself, see ``self_explanation_current``); ``auto_self_explain`` (the panel's checkbox);
+    ``class_message`` (the answer to the view's "+ class" form, which adds a word class through
+    ``add_class``).
+
+    The view's scale box takes any scale within the shared limit (``limits.json``, as
+    ``explorer.scale`` does) and refuses more in place; a scale beyond the slider's own range is
+    kept as typed, the slider stays at its end and a note under it says so. Its tick labels show
+    the slider's symlog mapping.
 
     Generations start once a view is showing (on a worker thread, newest request wins);
     without a view, trait changes generate synchronously.
