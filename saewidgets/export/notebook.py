@@ -13,6 +13,7 @@ template drops the CDN scripts. Use from Python (``offline_html``) or the comman
 from __future__ import annotations
 
 import copy
+import html
 import json
 import re
 from pathlib import Path
@@ -76,11 +77,17 @@ class OfflineWidgetsPreprocessor(Preprocessor):
             for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
                 _static_chart(output)
         if self.other_widgets == "text":
+            saved = {mid: v.get("state", {}) | {"_model_name": v.get("model_name", "")}
+                     for mid, v in notebook_widget_states(nb).items()}
             for cell in nb.get("cells", []):
                 for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
                     data = output.get("data", {})
                     if WIDGET_VIEW_MIMETYPE in data:
-                        data.pop(WIDGET_VIEW_MIMETYPE)
+                        view = data.pop(WIDGET_VIEW_MIMETYPE)
+                        text = progress_text(view.get("model_id") if isinstance(view, Mapping) else None,
+                                             saved, data.get("text/plain", ""))
+                        if text is not None:
+                            data["text/plain"] = text
                         if not data:
                             data["text/plain"] = ""
         _prune_widget_state(nb)
@@ -110,6 +117,69 @@ def without_stale_error(view: Mapping) -> dict:
         state["error"] = ""
     out["state"] = state
     return out
+
+
+PROGRESS_MODELS = ("FloatProgressModel", "IntProgressModel")
+BOX_MODELS = ("HBoxModel", "VBoxModel", "BoxModel", "GridBoxModel")
+TEXT_MODELS = ("HTMLModel", "LabelModel", "HTMLMathModel")
+# tqdm's text form, "desc:  40%|####      | 4/10 [00:01<00:01, 3.2it/s]", as a notebook saves it when
+# the bar is first shown (its text is never updated afterwards)
+TQDM_TEXT = re.compile(r"^[^\n]*?\d+%\|[^\n]*\|[^\n]*\[[^\n]*\]\s*$")
+BAR_WIDTH = 10
+
+
+def _ref(value: Any) -> str:
+    return value[len("IPY_MODEL_"):] if isinstance(value, str) and value.startswith("IPY_MODEL_") else ""
+
+
+def _hidden(model: Mapping, saved: Mapping) -> bool:
+    layout = saved.get(_ref(model.get("layout")), {})
+    return layout.get("visibility") == "hidden" or layout.get("display") == "none"
+
+
+def _bar(model: Mapping) -> str:
+    low, high = float(model.get("min") or 0), float(model.get("max") or 100)
+    value = float(model.get("value") or 0)
+    done = 0.0 if high <= low else min(1.0, max(0.0, (value - low) / (high - low)))
+    full = round(done * BAR_WIDTH)
+    return "█" * full + " " * (BAR_WIDTH - full)
+
+
+def _plain(html_text: Any) -> str:
+    """An HTML widget's value as text (tqdm escapes it and pads with figure spaces)."""
+    return html.unescape(re.sub(r"<[^>]*>", "", str(html_text or ""))).replace("\u2007", " ")
+
+
+def progress_text(model_id: Any, saved: Mapping[str, Mapping], shown: str = "") -> str | None:
+    """The text a saved progress widget ends with, for an export without widgets: a tqdm bar (an
+    HBox of HTML, progress and HTML, as ``tqdm.auto`` shows in a notebook) or a lone progress
+    widget, in its final saved state: ``"work: 100%|██████████| 5/5 [00:00<00:00, 44it/s]"``; ""
+    for one that was hidden when done (tqdm's ``leave=False``) or whose state was not saved (its
+    saved text is the bar's first frame, at 0%); None for any other widget (its text form stays).
+    ``saved`` maps model ids to saved states, each with its ``_model_name``."""
+    model = saved.get(model_id) if isinstance(model_id, str) else None
+    if model is None:
+        return "" if TQDM_TEXT.match(str(shown or "")) else None
+    name = model.get("_model_name", "")
+    if name in PROGRESS_MODELS:
+        return "" if _hidden(model, saved) else f"|{_bar(model)}|"
+    if name not in BOX_MODELS:
+        return None
+    children = [saved.get(_ref(c), {}) for c in model.get("children") or []]
+    if not any(child.get("_model_name") in PROGRESS_MODELS for child in children):
+        return None
+    if _hidden(model, saved):
+        return ""
+    parts = []
+    for child in children:
+        kind = child.get("_model_name")
+        if _hidden(child, saved):
+            continue
+        if kind in PROGRESS_MODELS:
+            parts.append(f"|{_bar(child)}|")
+        elif kind in TEXT_MODELS:
+            parts.append(_plain(child.get("value")))
+    return ("\n" if name == "VBoxModel" else "").join(parts).strip()
 
 
 VEGA = re.compile(r"application/vnd\.(vegalite|vega)\.v\d+\+json")
@@ -211,8 +281,9 @@ def offline_html(notebook: Any, path: str | Path | None = None, *, select: str =
 
     saewidgets views whose state the notebook saved (JupyterLab: Settings > Save Widget
     State Automatically; nbclient does it when it executes) render from that state,
-    interactive within what they precomputed (``explorer.snapshot``). Other widgets (e.g.
-    tqdm progress bars) show their text form (``other_widgets="keep"`` keeps them live,
+    interactive within what they precomputed (``explorer.snapshot``). Other widgets show their
+    text form; progress bars (tqdm's) the text of their final saved state, or nothing when they
+    were hidden when done or their state was not saved (``other_widgets="keep"`` keeps them live,
     through the CDN widget loader: that needs a network). ``execute=True`` runs the notebook first
     (nbclient, in its own folder, widget state saved), so the page shows the state the code leaves.
     A notebook saved without widget state gives a ``MissingWidgetState`` warning saying what to do.

@@ -6,6 +6,11 @@ from typing import Any
 
 import pandas as pd
 
+CHOSEN_LABEL = "chosen scale"  # the legend's names of the two rules
+CURRENT_LABEL = "current scale"
+CURRENT_COLOUR = "#e45756"
+RULES = {CHOSEN_LABEL: ("black", [4, 3])}  # colour and dash of each keyed rule; others: CURRENT_*
+
 METRICS = {
     "composite": "composite M",
     "self_similarity": "self-similarity",
@@ -14,11 +19,27 @@ METRICS = {
 }
 
 
+def rule_scales(labels: list[str]) -> dict[str, dict]:
+    """Vega-Lite scales of the rules' ``color`` and ``strokeDash`` over the field ``line``: the
+    legend that names them (``CHOSEN_LABEL`` dashed black, any other label solid red)."""
+    styles = [RULES.get(label, (CURRENT_COLOUR, [1, 0])) for label in labels]
+    return {"color": {"domain": list(labels), "range": [colour for colour, _ in styles]},
+            "strokeDash": {"domain": list(labels), "range": [dash for _, dash in styles]}}
+
+
+def rule_encoding(labels: list[str]) -> dict[str, dict]:
+    """The ``color`` and ``strokeDash`` encodings of a rule keyed in the legend (one legend, under the panels)."""
+    legend = {"title": None, "orient": "bottom", "symbolType": "stroke"}
+    return {channel: {"field": "line", "type": "nominal", "scale": scale, "legend": legend}
+            for channel, scale in rule_scales(labels).items()}
+
+
 def self_explanation_chart(df: pd.DataFrame, current_scale: float | None = None, feature: Any = None,
-                           width: int = 360, height: int = 90):
-    """Metric curves of one feature against scale, stacked; the chosen scale is a dashed rule,
-    ``current_scale`` (e.g. a slider's value) a solid orange rule. Hover a point for its
-    explanation. ``feature`` picks one when ``df`` holds several."""
+                           width: int = 360, height: int = 90, *, current_label: str = CURRENT_LABEL):
+    """Metric curves of one feature against scale, stacked; the chosen scale is a dashed black
+    rule, ``current_scale`` (e.g. a slider's value) a solid red rule, both named in a legend
+    (``current_label``). Hover a point for its explanation. ``feature`` picks one when ``df``
+    holds several."""
     import altair as alt
 
     missing = {"scale", "explanation", "chosen", *METRICS} - set(df.columns)
@@ -35,6 +56,8 @@ def self_explanation_chart(df: pd.DataFrame, current_scale: float | None = None,
         current_scale = float(current_scale)
     chosen = df.loc[df["chosen"], "scale"]
     data = df[["scale", "explanation", *METRICS]].copy()
+    labels = [CHOSEN_LABEL] * bool(len(chosen)) + [current_label] * (current_scale is not None)
+    key = rule_encoding(labels)
     panels = []
     for i, (column, title) in enumerate(METRICS.items()):
         x_title = "scale" if i == len(METRICS) - 1 else None
@@ -46,10 +69,10 @@ def self_explanation_chart(df: pd.DataFrame, current_scale: float | None = None,
         )
         layers = [line]
         if len(chosen):
-            layers.append(alt.Chart(pd.DataFrame({"scale": chosen.iloc[:1]})).mark_rule(
-                strokeDash=[4, 3], color="black").encode(x="scale:Q"))
+            layers.append(alt.Chart(pd.DataFrame({"scale": chosen.iloc[:1], "line": CHOSEN_LABEL})).mark_rule()
+                          .encode(x="scale:Q", **key))
         if current_scale is not None:
-            layers.append(alt.Chart(pd.DataFrame({"scale": [current_scale]})).mark_rule(
-                color="#e45756", strokeWidth=2).encode(x="scale:Q"))
+            layers.append(alt.Chart(pd.DataFrame({"scale": [current_scale], "line": [current_label]}))
+                          .mark_rule(strokeWidth=2).encode(x="scale:Q", **key))
         panels.append(alt.layer(*layers).properties(width=width, height=height))
     return alt.vconcat(*panels).resolve_scale(x="shared")

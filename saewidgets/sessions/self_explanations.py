@@ -33,7 +33,7 @@ from .generation import LRUCache
 # Models larger than this do not explain each feature automatically (a button does it).
 AUTO_MAX_PARAMETERS = 200_000_000
 CURRENT_DATA = "sw_current"  # the chart's named dataset for the slider's row (set by the view)
-CURRENT_COLOUR = "#e45756"
+SLIDER_LABEL = "slider's scale"  # the legend's name of the slider's rule
 RESERVED = ("model", "sae", "feature", "features", "progress", "remote")
 CHART_WIDTH, CHART_HEIGHT = 165, 62
 YIELDING_BATCH = 12  # rows per batch of a sweep that lets steering generations run between batches
@@ -188,8 +188,11 @@ def chart_spec(df: Any) -> dict | None:
     """Vega-Lite spec of the sweep's metric curves (``self_explanation_chart``), as a compact
     2 x 2 grid (each metric's name as its panel's title, "sweep scale" under the bottom row), with a
     rule on every panel for the slider's row: its data is the named dataset ``sw_current``,
-    which the view updates as the slider moves (no new spec per move)."""
-    from ..self_explanation.chart import self_explanation_chart
+    which the view updates as the slider moves (no new spec per move). A legend under the panels
+    names the dashed rule (the chosen scale) and the red one (the slider's)."""
+    import json
+
+    from ..self_explanation.chart import CHOSEN_LABEL, rule_encoding, self_explanation_chart
 
     try:
         spec = self_explanation_chart(df, width=CHART_WIDTH, height=CHART_HEIGHT).to_dict(validate=False)
@@ -198,12 +201,19 @@ def chart_spec(df: Any) -> dict | None:
     panels = spec.pop("vconcat", None)
     if panels is None:
         return spec
-    rule = {"data": {"name": CURRENT_DATA}, "mark": {"type": "rule", "color": CURRENT_COLOUR, "strokeWidth": 2},
-            "encoding": {"x": {"field": "scale", "type": "quantitative"}}}
+    key = rule_encoding([CHOSEN_LABEL, SLIDER_LABEL])
+    rule = {"data": {"name": CURRENT_DATA}, "transform": [{"calculate": json.dumps(SLIDER_LABEL), "as": "line"}],
+            "mark": {"type": "rule", "strokeWidth": 2},
+            "encoding": {"x": {"field": "scale", "type": "quantitative"}, **key}}
     for i, panel in enumerate(panels):
         layers = panel.get("layer")
         if not isinstance(layers, list) or not layers:
             continue
+        for layer in layers:  # the chosen rule: keyed in the same legend as the slider's
+            encoding = layer.get("encoding", {})
+            for channel in key:
+                if encoding.get(channel, {}).get("field") == "line":
+                    encoding[channel] = key[channel]
         encoding = layers[0].get("encoding", {})
         y, x = encoding.get("y", {}), encoding.get("x", {})
         if y.get("title"):

@@ -151,19 +151,20 @@ class TokenClasses(Mapping):
         return new
 
     # -- user classes --------------------------------------------------------------------
-    def add_regex(self, name: str, pattern: str | re.Pattern, *, flags: int = 0) -> np.ndarray:
+    def add_regex(self, name: str, pattern: str | re.Pattern, *, flags: int = 0) -> None:
         """Tokens whose text matches ``pattern`` (``re.search``; a leading space is ``" "``).
-        Special tokens are never included."""
+        Special tokens are never included. The mask is ``classes[name]`` (nothing is returned,
+        so that a notebook cell ending with this call prints nothing)."""
         self._check_new(name)
         try:
             regex = re.compile(pattern, flags)
         except (re.error, TypeError) as error:
             raise ValueError(f"invalid regular expression {pattern!r} for class {name!r}: {error}") from error
         mask = np.fromiter((bool(regex.search(s)) for s in self.strings), dtype=bool, count=self.vocab_size)
-        return self._store(name, mask & ~self.vocab.is_special)
+        self._store(name, mask & ~self.vocab.is_special)
 
-    def add_ids(self, name: str, ids: Any) -> np.ndarray:
-        """Tokens with the given ids (or a boolean mask over the vocabulary)."""
+    def add_ids(self, name: str, ids: Any) -> None:
+        """Tokens with the given ids (or a boolean mask over the vocabulary); the mask is ``classes[name]``."""
         self._check_new(name)
         if hasattr(ids, "detach"):  # a torch tensor
             ids = ids.detach().cpu().numpy()
@@ -173,7 +174,8 @@ class TokenClasses(Mapping):
                 raise ValueError(
                     f"a mask for class {name!r} must have {self.vocab_size} entries, got shape {array.shape}"
                 )
-            return self._store(name, array.copy())
+            self._store(name, array.copy())
+            return
         array = array.reshape(-1)
         if array.size == 0:
             raise ValueError(f"class {name!r}: the id list is empty")
@@ -186,16 +188,17 @@ class TokenClasses(Mapping):
             )
         mask = np.zeros(self.vocab_size, dtype=bool)
         mask[array] = True
-        return self._store(name, mask)
+        self._store(name, mask)
 
-    def add_words(self, name: str, words: Iterable[str], *, split: str = "drop") -> np.ndarray:
+    def add_words(self, name: str, words: Iterable[str], *, split: str = "drop") -> None:
         """Tokens equal to a word, with or without a leading space (case-sensitive).
 
         Words that are not a single token in either form are reported: with a
         tokenizer, ``split_words[name]`` maps each to its pieces (``split="first"``
         adds the first piece of ``" " + word``; ``"drop"``, the default, leaves the
         word out); without one, ``missing_words[name]`` lists them. Either way a
-        warning names them.
+        warning names them. The mask is ``classes[name]`` (nothing is returned, so that a
+        notebook cell ending with this call prints nothing).
         """
         self._check_new(name)
         if split not in ("drop", "first"):
@@ -239,7 +242,7 @@ class TokenClasses(Mapping):
             )
         if not mask.any():
             raise ValueError(f"class {name!r}: none of the words is a token of this vocabulary")
-        return self._store(name, mask)
+        self._store(name, mask)
 
     def add_pos(self, tagger: Callable[[list[str]], list[str]] | None = None) -> list[str]:
         """Part-of-speech classes ``pos_<TAG>`` (and the "pos" group).

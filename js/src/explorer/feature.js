@@ -4,6 +4,7 @@ import { h, replace, fmt, uid, visibleToken } from "../dom.js";
 import { watch } from "./store.js";
 import { drawHistogram } from "./histogram.js";
 import { onThemeChange, themeColours } from "./theme.js";
+import { visibleParts } from "./visible.js";
 
 /** One line about a raw direction: where it comes from and what it is made of (text only). */
 export function describeDirection(direction) {
@@ -18,6 +19,91 @@ export function describeDirection(direction) {
   return `${parts.join(" · ")}. Not an SAE feature: rankings and feature search pick features.`;
 }
 
+/**
+ * The token-class menu's form for a class of your own words: a name and comma-separated words,
+ * sent to the kernel ({type: "add_class"}: FeatureExplorer.add_class, which checks them) and
+ * answered in the `class_message` trait. Needs a kernel: hidden in a saved view.
+ */
+function classAdder(store) {
+  const formId = uid("sw-class-form");
+  let pending = null;
+  let requests = 0;
+  const name = h("input", {
+    class: "sw-input sw-class-name", type: "text", maxlength: 64, placeholder: "class name", "aria-label": "name of the new token class",
+    autocomplete: "off", spellcheck: "false",
+  });
+  const words = h("input", {
+    class: "sw-input sw-class-words", type: "text", placeholder: "words, comma-separated: red, green, blue",
+    "aria-label": "words of the new token class, comma-separated", autocomplete: "off", spellcheck: "false",
+  });
+  // Enter submits (said explicitly: a notebook's own key handling can keep the browser's implicit submit from running)
+  const onEnter = (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      submit();
+    }
+  };
+  name.addEventListener("keydown", onEnter);
+  words.addEventListener("keydown", onEnter);
+  const status = h("div", { class: "sw-class-status", role: "status", "aria-live": "polite" });
+  const form = h(
+    "form",
+    { id: formId, class: "sw-class-form", "aria-label": "add a token class", on: { submit: (event) => { event.preventDefault(); submit(); } } },
+    name,
+    words,
+    h("button", { class: "sw-button", type: "submit" }, "Add class"),
+    status,
+  );
+  form.hidden = true;
+  const toggle = h(
+    "button",
+    {
+      class: "sw-button sw-class-toggle", type: "button", title: "add a token class of your own words", "aria-expanded": "false", "aria-controls": formId,
+      on: {
+        click() {
+          form.hidden = !form.hidden;
+          toggle.setAttribute("aria-expanded", String(!form.hidden));
+          if (!form.hidden) name.focus();
+        },
+      },
+    },
+    "+ class",
+  );
+  function show(state, text) {
+    form.dataset.status = state;
+    status.textContent = text;
+    status.classList.toggle("sw-error-text", state === "error");
+    status.classList.toggle("sw-muted", state !== "error");
+  }
+  function submit() {
+    const label = name.value.trim();
+    if (!label) return show("error", "type a name for the class");
+    if (!words.value.split(",").some((w) => w.trim())) return show("error", "type at least one word (comma-separated)");
+    requests += 1;
+    pending = `${Date.now().toString(36)}-${requests}`;
+    show("pending", `adding ${JSON.stringify(label)}…`);
+    store.send({ type: "add_class", id: pending, name: label, words: words.value });
+    return undefined;
+  }
+  function answered() {
+    const message = store.get("class_message") || {};
+    if (!pending || message.id !== pending) return;
+    pending = null;
+    show(message.status === "added" ? "added" : "error", String(message.text || ""));
+    if (message.status === "added") {
+      name.value = "";
+      words.value = "";
+    }
+  }
+  const showLive = () => {
+    toggle.hidden = !store.live;
+    if (!store.live) form.hidden = true;
+  };
+  showLive();
+  const stops = [watch(store, ["class_message"], answered), store.onLive(showLive)];
+  return { toggle, node: form, destroy: () => stops.forEach((s) => s()) };
+}
+
 export function featurePanel(store) {
   const classId = uid("sw-class");
   const title = h("h3", { class: "sw-title" });
@@ -29,6 +115,7 @@ export function featurePanel(store) {
     class: "sw-input",
     on: { change: () => store.set("token_class", classSelect.value) },
   });
+  const classForm = classAdder(store);
   const chart = h("div", { class: "sw-chart", role: "img", "aria-label": "logit weight histogram" });
   const promoted = h("tbody");
   const suppressed = h("tbody");
@@ -52,7 +139,8 @@ export function featurePanel(store) {
       h(
         "div",
         { class: "sw-histogram" },
-        h("div", { class: "sw-row" }, h("label", { class: "sw-label", for: classId }, "Token class"), classSelect),
+        h("div", { class: "sw-row" }, h("label", { class: "sw-label", for: classId }, "Token class"), classSelect, classForm.toggle),
+        classForm.node,
         chart,
       ),
       h("div", { class: "sw-top-tokens" }, table("Promoted", promoted), table("Suppressed", suppressed)),
@@ -84,7 +172,7 @@ export function featurePanel(store) {
         h(
           "tr",
           {},
-          h("td", { class: "sw-token", title: JSON.stringify(String(token)) }, visibleToken(token)),
+          h("td", { class: "sw-token", title: JSON.stringify(String(token)) }, visibleParts(visibleToken(token))),
           h("td", { class: "sw-num" }, fmt(value)),
         ),
       );
@@ -145,6 +233,7 @@ export function featurePanel(store) {
     node,
     destroy() {
       stops.forEach((s) => s());
+      classForm.destroy();
       stopTheme();
       clearTimeout(themeTimer);
       finalize?.();

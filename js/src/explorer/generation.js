@@ -1,6 +1,7 @@
 // Baseline and steered completions side by side, token by token, as they stream in.
 import { h, replace, fmt } from "../dom.js";
 import { watch } from "./store.js";
+import { visibleParts } from "./visible.js";
 
 function describeFeatures(features) {
   if (!features || !features.length) return "no features";
@@ -16,7 +17,7 @@ function tokenSpans(side, reference) {
     const eos = side.ended && i === tokens.length - 1;
     const lp = logprobs[i] === undefined || logprobs[i] === null ? "" : `  log p = ${fmt(logprobs[i])}`;
     const title = `${JSON.stringify(String(token))}${eos ? " (end of text)" : ""}${lp}`;
-    return h("span", { class: ["sw-tok", differs && "sw-diff", eos && "sw-eos"], title }, String(token));
+    return h("span", { class: ["sw-tok", differs && "sw-diff", eos && "sw-eos"], title }, visibleParts(String(token)));
   });
 }
 
@@ -45,7 +46,7 @@ export function generationPanel(store) {
     const fill = (col, side, other) => {
       replace(
         col.text,
-        h("span", { class: "sw-prompt-text" }, prompt),
+        h("span", { class: "sw-prompt-text" }, visibleParts(String(prompt))),
         tokenSpans(side, other),
         running ? h("span", { class: "sw-caret", "aria-hidden": "true" }) : null,
       );

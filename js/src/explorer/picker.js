@@ -38,15 +38,20 @@ export function pickerPanel(store) {
   const prev = h("button", { class: "sw-button sw-icon", type: "button", title: "previous feature", "aria-label": "previous feature", on: { click: () => step(-1) } }, "‹");
   const next = h("button", { class: "sw-button sw-icon", type: "button", title: "next feature", "aria-label": "next feature", on: { click: () => step(1) } }, "›");
 
+  const indexNote = h("div", { class: "sw-error-text sw-index-note", role: "alert" });
+  indexNote.hidden = true;
   function submitIndex() {
-    const text = index.value.trim();
+    const text = index.value.trim(); // "" also when a number input cannot parse what was typed
+    indexEdit.committed();
     if (!/^-?\d+$/.test(text)) {
-      index.setCustomValidity("type a whole number");
-      index.reportValidity();
+      const n = store.get("n_features") || 0;
+      const what = text ? `${JSON.stringify(text)} is not a feature index` : "no feature index typed";
+      indexNote.textContent = `${what}: type a whole number from 0 to ${Math.max(0, n - 1)}`;
+      indexNote.hidden = false;
+      updateIndex(); // the box shows the feature in use, never a refused entry
       return;
     }
-    index.setCustomValidity("");
-    indexEdit.committed();
+    indexNote.hidden = true;
     const value = Number.parseInt(text, 10);
     if (value !== store.get("feature")) store.set("feature", value);
   }
@@ -87,6 +92,7 @@ export function pickerPanel(store) {
     { class: "sw-panel sw-picker", "aria-label": "feature picker" },
     h("label", { class: "sw-label", for: indexId }, "Feature"),
     h("div", { class: "sw-row" }, prev, index, next, indexHint),
+    indexNote,
     h("label", { class: "sw-label", for: searchId }, "Search"),
     search,
     searchResults,
@@ -121,7 +127,6 @@ export function pickerPanel(store) {
     index.max = Math.max(0, n - 1);
     const feature = store.get("feature");
     indexEdit.show(feature === -1 ? "" : feature); // -1: a raw direction is shown, no feature index
-    index.setCustomValidity("");
     indexHint.textContent = feature === -1 ? `of ${n} (showing a direction)` : `of ${n}`;
   }
 
@@ -165,7 +170,7 @@ export function pickerPanel(store) {
   }
 
   const stops = [
-    watch(store, ["feature", "n_features"], () => { updateIndex(); updateSearch(); updateRanking(); }),
+    watch(store, ["feature", "n_features"], () => { indexNote.hidden = true; updateIndex(); updateSearch(); updateRanking(); }),
     watch(store, ["search_results", "search"], updateSearch),
     watch(store, ["rankings", "rank_by", "stats_progress"], updateRanking),
   ];

@@ -9,6 +9,7 @@ import { h, replace, fmt, uid } from "../dom.js";
 import { watch } from "./store.js";
 import { escapeText, vegaConfig } from "./histogram.js";
 import { onThemeChange, themeColours } from "./theme.js";
+import { visibleParts } from "./visible.js";
 
 export const CURRENT_DATA = "sw_current"; // the chart's dataset for the slider's row
 
@@ -36,6 +37,9 @@ export function themedSpec(spec, colours, currentScale) {
   walk(copy, (node) => {
     const mark = node.mark;
     if (mark && typeof mark === "object" && mark.type === "rule" && mark.color === "black") mark.color = colours.text1;
+    // the legend's scale of the rules (the chosen scale's is black): the theme's text colour
+    const range = node.scale && node.scale.range;
+    if (Array.isArray(range)) node.scale.range = range.map((c) => (c === "black" ? colours.text1 : c));
   });
   copy.background = "transparent";
   copy.padding = 4;
@@ -47,13 +51,15 @@ export function themedSpec(spec, colours, currentScale) {
     concat: { spacing: 12 },
     title: { color: colours.text1, font: colours.font, fontWeight: "normal" },
     axis: { ...vegaConfig(colours).axis, titleFontSize: 10, labelFontSize: 9 },
+    legend: { ...vegaConfig(colours).legend, labelFontSize: 10 },
   };
   copy.datasets = { ...(copy.datasets || {}), [CURRENT_DATA]: Number.isFinite(currentScale) ? [{ scale: currentScale }] : [] };
   return copy;
 }
 
 function quoted(text) {
-  return text ? h("span", { class: "sw-se-quote" }, String(text)) : h("span", { class: "sw-muted" }, "(no text: the model stopped at once)");
+  // control characters show as escapes (\x01), not as empty boxes
+  return text ? h("span", { class: "sw-se-quote" }, visibleParts(String(text))) : h("span", { class: "sw-muted" }, "(no text: the model stopped at once)");
 }
 
 function parameters(n) {

@@ -2,16 +2,25 @@
 // extra (feature, scale) entries, prompt, number of tokens, temperature, seed.
 import { h, replace, fmt, uid, editable } from "../dom.js";
 import { watch } from "./store.js";
-import { STEPS, toScale, toPosition, roundScale, normaliseRange } from "./symlog.js";
+import { STEPS, toScale, toPosition, roundScale, normaliseRange, boxText, checkTyped, beyondNote } from "./symlog.js";
 import LIMITS from "../../../saewidgets/engine/limits.json";
 
+const LIMIT = LIMITS.scale.max_abs; // the shared limit: Python's checks.check_scale refuses beyond it
+const LIMIT_TEXT = LIMIT.toLocaleString("en-US"); // 1,000,000
+const TICKS = [-1, -0.5, 0, 0.5, 1]; // slider positions (u) that get a label: the symlog mapping, shown
+
 /**
- * A slider with a number box. `onCommit(scale)` runs on release, on arrow keys
- * and on Enter in the box; `onPreview(scale)` while dragging.
+ * A symlog slider with tick labels and a number box. `onCommit(scale)` runs on release, on
+ * arrow keys and on Enter in the box; `onPreview(scale)` while dragging. The box refuses (inline
+ * message, previous scale kept) what is not a number or beyond the shared limit ±LIMIT; a scale
+ * beyond the slider's own range is kept as typed: the slider stays at its end and a note says so.
  */
-export function scaleSlider({ label, onCommit, onPreview = () => {} }) {
+export function scaleSlider({ label, onCommit, onPreview = () => {}, caption = false, live = () => true }) {
   const id = uid("sw-scale");
   let range = normaliseRange(null);
+  let current = 0;
+  let shown = ""; // the box's text for `current` (Enter on it commits nothing)
+  const fromSlider = () => roundScale(toScale(slider.value / STEPS, range));
   const slider = h("input", {
     id,
     class: "sw-slider",
@@ -20,21 +29,28 @@ export function scaleSlider({ label, onCommit, onPreview = () => {} }) {
     max: STEPS,
     step: 1,
     "aria-label": label,
+    "aria-describedby": `${id}-ticks`,
     on: {
       input: () => {
-        const scale = roundScale(toScale(slider.value / STEPS, range));
-        box.value = scale;
+        const scale = fromSlider();
+        box.value = boxText(scale);
         slider.setAttribute("aria-valuetext", String(scale));
         onPreview(scale);
       },
-      change: () => onCommit(roundScale(toScale(slider.value / STEPS, range))),
+      change: () => {
+        say("");
+        onCommit(fromSlider());
+      },
     },
   });
   const box = h("input", {
     class: "sw-input sw-scale-box",
     type: "number",
     step: "any",
+    min: -LIMIT,
+    max: LIMIT,
     "aria-label": `${label} value`,
+    "aria-describedby": `${id}-note`,
     on: {
       keydown(event) {
         if (event.key === "Enter") {
@@ -46,29 +62,64 @@ export function scaleSlider({ label, onCommit, onPreview = () => {} }) {
     },
   });
   const boxEdit = editable(box);
+  const note = h("div", { id: `${id}-note`, class: "sw-scale-note", role: "status", "aria-live": "polite" });
+  let refusal = "";
+  function say(message) {
+    refusal = message;
+    showNote();
+  }
+  function showNote() {
+    const beyond = beyondNote(current, range);
+    note.textContent = refusal || beyond;
+    note.classList.toggle("sw-error-text", Boolean(refusal));
+    note.hidden = !note.textContent;
+    node.dataset.beyond = String(Boolean(beyond));
+  }
   function commitBox() {
-    const value = Number.parseFloat(box.value);
-    if (!Number.isFinite(value)) {
-      box.setCustomValidity("type a number");
-      box.reportValidity();
+    if (box.value === shown && !refusal) return; // nothing typed
+    const result = checkTyped(box.value, range, LIMIT); // "" also when a number input cannot parse the text
+    boxEdit.committed();
+    if (!result.ok) {
+      say(result.message);
+      box.value = shown; // the box shows the scale in use, never a refused one
       return;
     }
-    box.setCustomValidity("");
-    boxEdit.committed();
-    onCommit(value);
+    say("");
+    if (result.value === current) box.value = shown;
+    else onCommit(result.value);
   }
-  const zero = h("button", { class: "sw-button sw-icon", type: "button", title: "scale 0", "aria-label": `${label}: set to 0`, on: { click: () => onCommit(0) } }, "0");
-  const rangeText = h("span", { class: "sw-muted sw-range" });
-  const node = h("div", { class: "sw-scale" }, slider, box, zero, rangeText);
+  const zero = h("button", { class: "sw-button sw-icon", type: "button", title: "scale 0", "aria-label": `${label}: set to 0`, on: { click: () => { say(""); onCommit(0); } } }, "0");
+  const ticks = h("div", { id: `${id}-ticks`, class: "sw-ticks" });
+  const captionText = h("div", { class: "sw-muted sw-scale-caption" });
+  captionText.hidden = !caption;
+  const track = h("div", { class: "sw-track" }, slider, ticks);
+  const node = h("div", { class: "sw-scale" }, track, box, zero, note, captionText);
+  showNote();
   return {
     node,
     slider,
     set(scale, newRange) {
+      const changed = scale !== current;
       range = normaliseRange(newRange);
-      boxEdit.show(scale);
-      slider.value = String(Math.round(toPosition(scale, range) * STEPS));
-      slider.setAttribute("aria-valuetext", String(scale));
-      rangeText.textContent = `±${fmt(range.max, 2)}`;
+      current = Number(scale) || 0;
+      shown = boxText(current);
+      boxEdit.show(shown);
+      box.title = `scale ${current}`;
+      slider.value = String(Math.round(toPosition(current, range) * STEPS));
+      slider.setAttribute("aria-valuetext", String(current));
+      replace(
+        ticks,
+        TICKS.map((u) =>
+          h("span", { class: "sw-tick", style: { left: `calc(8px + ${((u + 1) / 2).toFixed(4)} * (100% - 16px))` } }, fmt(roundScale(toScale(u, range)), 2)),
+        ),
+      );
+      const mapping = `symlog: fine steps below ±${fmt(range.linear, 2)}, reaching ±${fmt(range.max, 2)}`;
+      captionText.textContent = live()
+        ? `${mapping}; the box takes any scale up to ±${LIMIT_TEXT}`
+        : `${mapping}; without a kernel, the precomputed scales only`;
+      slider.title = mapping;
+      if (changed) refusal = "";
+      showNote();
     },
   };
 }
@@ -100,7 +151,7 @@ function numberField(label, props, onCommit) {
 }
 
 export function steeringPanel(store) {
-  const main = scaleSlider({ label: "steering scale", onCommit: (s) => store.set("scale", s) });
+  const main = scaleSlider({ label: "steering scale", caption: true, live: () => store.live, onCommit: (s) => store.set("scale", s) });
   const mainLabel = h("span", { class: "sw-label" });
 
   const entriesList = h("ul", { class: "sw-entries", "aria-label": "more steering features" });
@@ -158,8 +209,8 @@ export function steeringPanel(store) {
   );
   const showLive = () => {
     regenerate.hidden = !store.live; // a saved view has no kernel to regenerate with
+    main.set(store.get("scale"), store.get("scale_range"));
   };
-  showLive();
   const stopLive = store.onLive(showLive);
 
   const node = h(
@@ -233,6 +284,7 @@ export function steeringPanel(store) {
     watch(store, ["steering"], updateEntries),
     watch(store, ["prompt", "max_new_tokens", "temperature", "seed"], updateFields),
   ];
+  showLive();
   updateMain();
   updateEntries();
   updateFields();

@@ -6,9 +6,9 @@
 // while a kernel answers, it only passes calls through; when there is none (a saved
 // page's model says `offline`; in JupyterLab or nbconvert's widget manager, a model
 // restored from saved state has no live comm), it answers the view's requests from the
-// snapshot: the slider snaps to the
-// grid, a feature outside the snapshot is refused with a message, and inputs that only
-// a kernel could follow (prompt, tokens, ...) are put back.
+// snapshot: the slider snaps to the grid (an arrow key moves to the next grid scale), a
+// feature outside the snapshot is refused with a message, and inputs that only a kernel
+// could follow (prompt, tokens, ...) are put back.
 import { h } from "../dom.js";
 import { asDataView, unpack } from "./packing.js";
 
@@ -18,6 +18,20 @@ export function nearest(grid, value) {
   let best = 0;
   for (let i = 1; i < grid.length; i++) if (Math.abs(grid[i] - value) < Math.abs(grid[best] - value)) best = i;
   return best;
+}
+
+/**
+ * The grid index a request for `wanted` goes to, coming from the grid scale `previous`: the
+ * nearest grid scale, except that a move that would snap back to where it came from (an arrow
+ * key or a short drag moves the slider by less than the grid's spacing) goes to the next grid
+ * scale in the direction of the move. Pure.
+ */
+export function gridStep(grid, wanted, previous) {
+  const index = nearest(grid, wanted);
+  if (!Number.isFinite(previous) || !Number.isFinite(wanted) || wanted === previous) return index;
+  const from = nearest(grid, previous);
+  if (index !== from) return index;
+  return Math.max(0, Math.min(grid.length - 1, from + Math.sign(wanted - previous)));
 }
 
 /** The decoded snapshot of a model, or null when it has none. */
@@ -99,8 +113,8 @@ export function snapshotModel(model) {
     };
   }
 
-  function showScale(entry) {
-    const index = nearest(entry.scales, Number(model.get("scale")) || 0);
+  function showScale(entry, previous) {
+    const index = gridStep(entry.scales, Number(model.get("scale")) || 0, previous === undefined ? NaN : Number(previous));
     if (model.get("scale") !== entry.scales[index]) model.set("scale", entry.scales[index]);
     model.set("generation", generation(entry, index));
     if (entry.self_explanation) model.set("self_explanation", entry.self_explanation[index] ?? entry.self_explanation);
@@ -157,7 +171,7 @@ export function snapshotModel(model) {
       showFeature(entry);
     } else if (changed.has("scale")) {
       const entry = item(model.get("feature"));
-      if (entry) showScale(entry);
+      if (entry) showScale(entry, changed.get("scale"));
     }
     if (changed.has("token_class")) {
       const entry = item(model.get("feature"));
@@ -242,7 +256,7 @@ export function snapshotModel(model) {
     note.replaceChildren(
       h("strong", {}, offline ? "Not connected to a kernel · precomputed results" : "Precomputed results saved"),
       ` ${describe(snapshot)}`,
-      offline ? ": the slider snaps to the precomputed scales." : " (shown when this view is opened without a kernel).",
+      offline ? ": the slider snaps to the precomputed scales (arrow keys step through them)." : " (shown when this view is opened without a kernel).",
     );
   }
 

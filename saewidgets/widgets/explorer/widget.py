@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
+import unicodedata
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -35,6 +37,7 @@ MISSING_ESM = """export default { render({ el }) {
 DEFAULT_PROMPT = "The word"
 STREAM_INTERVAL = 0.05  # seconds between streamed updates of a running generation
 RANK_METRICS = ("skew", "kurtosis", "std", "enrichment")
+CLASS_NAME_MAX, CLASS_WORDS_MAX, CLASS_WORD_MAX = 64, 2000, 100  # the view's token-class form
 VALIDATED = ("feature", "scale", "prompt", "max_new_tokens", "temperature", "seed", "token_class", "rank_by",
              "steering")
 
@@ -113,7 +116,14 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     ``scale_range``, ``rankings``, ``search_results``, ``generation`` (the latest
     baseline/steered tokens), ``busy``, ``error``, ``stats_progress``, ``self_explanation``
     (the sweep's rows, chosen and best explanations, chart spec; the view picks the slider's
-    row itself, see ``self_explanation_current``); ``auto_self_explain`` (the panel's checkbox).
+    row itself, see ``self_explanation_current``); ``auto_self_explain`` (the panel's checkbox);
+    ``class_message`` (the answer to the view's "+ class" form, which adds a word class through
+    ``add_class``).
+
+    The view's scale box takes any scale within the shared limit (``limits.json``, as
+    ``explorer.scale`` does) and refuses more in place; a scale beyond the slider's own range is
+    kept as typed, the slider stays at its end and a note under it says so. Its tick labels show
+    the slider's symlog mapping.
 
     Generations start once a view is showing (on a worker thread, newest request wins);
     without a view, trait changes generate synchronously.
@@ -131,6 +141,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     direction_info = t.Dict().tag(sync=True)
     feature_info = t.Dict().tag(sync=True)
     class_names = t.List(t.Unicode()).tag(sync=True)
+    class_message = t.Dict().tag(sync=True)  # the answer to the view's "add a class" form
     token_class = _Text("").tag(sync=True)
     histogram = t.Dict().tag(sync=True)
 
@@ -440,6 +451,27 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             self._generate()
         elif kind == "self_explain":
             self._update_self_explanation(force=True)
+        elif kind == "add_class":
+            self._add_class_from_view(content)
+
+    def _add_class_from_view(self, content: dict) -> None:
+        """The token-class form: a name and comma-separated words, untrusted text, checked here and
+        added through ``add_class``; the answer (with the words left out, as ``add_words`` reports
+        them) goes to ``class_message`` for the form to show."""
+        request = content.get("id")
+        request = request if isinstance(request, str) and len(request) <= 64 else None
+        try:
+            name, words = class_form(content.get("name"), content.get("words"))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self.add_class(name, words=words)
+        except ValueError as error:
+            self.class_message = {"id": request, "status": "error", "text": str(error)}
+            return
+        size = int(self.session.lens.classes[name].sum())
+        notes = "".join(f"\n{w.message}" for w in caught)
+        self.class_message = {"id": request, "status": "added", "name": name,
+                              "text": f"added class {name!r}: {size} tokens from {len(words)} words{notes}"}
 
     def _on_busy(self, flag: bool) -> None:
         self.busy = flag
@@ -638,6 +670,30 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     def _set_self_explanation(self, label: int, value: dict) -> None:
         if self.feature == label:
             self.self_explanation = value
+
+
+def class_form(name: Any, words: Any) -> tuple[str, list[str]]:
+    """The name and word list of the view's token-class form (text from the page: untrusted):
+    a name of 1-64 printable characters and comma-separated words (at most 2,000, each at most
+    100 characters). Raises a ValueError that says what to fix."""
+    if not isinstance(name, str) or not isinstance(words, str):
+        raise ValueError("a token class needs a name and comma-separated words, as text")
+    name = name.strip()
+    if not name or len(name) > CLASS_NAME_MAX:
+        raise ValueError(f"a class name has 1 to {CLASS_NAME_MAX} characters, got {len(name)}")
+    if any(unicodedata.category(ch).startswith("C") for ch in name):
+        raise ValueError(f"the class name {name!r} has control characters: type a plain name")
+    items = [w.strip() for w in words.split(",")]
+    items = [w for w in items if w]
+    if not items:
+        raise ValueError(f"class {name!r}: type at least one word (comma-separated: red, green, blue)")
+    if len(items) > CLASS_WORDS_MAX:
+        raise ValueError(f"class {name!r}: {len(items)} words, at most {CLASS_WORDS_MAX} from the form "
+                         "(explorer.add_class takes any number from Python)")
+    long = [w for w in items if len(w) > CLASS_WORD_MAX]
+    if long:
+        raise ValueError(f"class {name!r}: a word has at most {CLASS_WORD_MAX} characters ({long[0][:20]!r}... is longer)")
+    return name, items
 
 
 def _key_text(request: SteerRequest) -> str:
