@@ -58,6 +58,7 @@ _LAZY = {
     "export": ".export",
     "collect_activations": ".atlas",
     "Atlas": ".atlas",
+    "FeatureTable": ".widgets.table",
 }
 
 __all__ = ["SAE", "Binding", "HookPoint", "ModelLayout", "bind", "load_model", "load_sae", "save_sae", *_LAZY]

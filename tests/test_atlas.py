@@ -325,7 +325,7 @@ def test_a_label_survives_a_killed_kernel(tiny, tmp_path):
 
 def test_a_killed_collection_resumes_counting_nothing_twice(tmp_path):
     path = tmp_path / "killed.sqlite"
-    setup = """
+    setup = textwrap.dedent("""
         import torch, saewidgets as sw
         from tiny_models import random_sae, tiny_model
         torch.set_num_threads(1)
@@ -333,7 +333,7 @@ def test_a_killed_collection_resumes_counting_nothing_twice(tmp_path):
         sae = random_sae(32, 48, layer=1, seed=3, architecture="standard")
         docs = [f"Document {i}: the quick brown fox {i % 7} jumps over {i * 3} lazy dogs." for i in range(3000)]
         kw = dict(k=5, seq_len=32, batch_size=4, checkpoint_every=0, progress=False, logit_stats=False)
-    """
+    """)
     proc = _python(setup + f"\nsw.collect_activations(model, sae, docs, {str(path)!r}, **kw)\n")
     progress = 0
     deadline = time.monotonic() + 240
@@ -360,7 +360,7 @@ def test_a_killed_collection_resumes_counting_nothing_twice(tmp_path):
 
     resumed = tmp_path / "resumed.json"
     fresh = tmp_path / "fresh.sqlite"
-    summary = """
+    summary = textwrap.dedent("""
         def summary(atlas):
             stats = atlas.stats()
             examples = [sorted(zip(e["kind"], e["doc"], e["position"], e["value"].round(5)))
@@ -368,13 +368,13 @@ def test_a_killed_collection_resumes_counting_nothing_twice(tmp_path):
             return {"n_tokens": atlas.n_tokens, "n_fired": stats["n_fired"].tolist(),
                     "max_act": stats["max_act"].round(6).tolist(), "examples": examples,
                     "hist": [atlas.histogram(f)["counts"] for f in range(48)]}
-    """
-    code = setup + summary + f"""
+    """)
+    code = setup + summary + textwrap.dedent(f"""
         import json
         a = sw.collect_activations(model, sae, docs, {str(path)!r}, **kw)
         b = sw.collect_activations(model, sae, docs, {str(fresh)!r}, **kw)
         json.dump([summary(a), summary(b)], open({str(resumed)!r}, "w"))
-    """
+    """)
     proc = _python(code)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]

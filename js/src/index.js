@@ -3,8 +3,9 @@ import "./styles.css";
 import { renderExplorer } from "./explorer/view.js";
 import { widgetStore } from "./explorer/store.js";
 import { snapshotModel } from "./standalone/snapshot.js";
+import { renderTable } from "./explorer/table.js";
 
-const VIEWS = { explorer: renderExplorer };
+const VIEWS = { explorer: renderExplorer, table: renderTable };
 
 function render({ model, el }) {
   const kind = model.get("_kind");

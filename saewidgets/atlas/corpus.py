@@ -225,7 +225,7 @@ def chunks(corpus: Corpus, tokenizer: Any, seq_len: int, prepend_bos: bool, skip
         group = [d for _, d in zip(range(batch_docs), docs)]
         if not group:
             return
-        encoded = tokenizer(group, add_special_tokens=False)["input_ids"]
+        encoded = tokenizer(group, add_special_tokens=False, verbose=False)["input_ids"]
         for ids in encoded:
             for start in range(0, len(ids), body):
                 if index >= skip:
