@@ -151,3 +151,30 @@ def test_a_mismatched_atlas_is_refused(organism, tmp_path):
     model = tiny_model("gpt2", d_model=32, n_layers=3)
     with pytest.raises(ValueError, match="collected for it"):
         sw.FeatureExplorer(model, random_sae(32, 64, layer=1), atlas=atlas.path)
+
+
+def test_snapshots_and_saved_pages_carry_the_examples(organism, tmp_path):
+    model, sae, atlas = organism
+    gt = sw.organism_ground_truth()
+    animal, colour = gt.feature("animal"), gt.feature("colour")
+    explorer = sw.FeatureExplorer(model, sae, feature=animal, atlas=atlas.path, auto_self_explain=False,
+                                  max_new_tokens=6)
+    try:
+        explorer.snapshot(features=[colour], n_scales=3, self_explain=False, progress=False)
+        items = explorer.precomputed["items"]
+        for f in (animal, colour):
+            assert items[str(f)]["traits"]["examples"]["feature"] == f
+            assert len(items[str(f)]["traits"]["examples"]["top"]) == 20
+        assert explorer.table["n"] == sae.d_sae  # the all-features table is in the saved state
+        page = explorer.save_html(tmp_path / "page.html", features=[colour], progress=False)
+        html = page.path.read_text()
+        top = items[str(colour)]["traits"]["examples"]["top"][0]
+        assert '"examples"' in html and json_text(top["tokens"][top["peak"]]) in html
+    finally:
+        explorer.close()
+
+
+def json_text(token: str) -> str:
+    import json
+
+    return json.dumps(token)[1:-1]

@@ -67,6 +67,10 @@ class ExamplesView:
                   for g in atlas.quantile_groups(feature)]
         labels = atlas.labels()
         coact = atlas.coactivation(feature, SIMILAR)
+        neighbours = self.decoder_neighbours(feature)
+        for f in [f for f, _ in neighbours] + [int(x) for x in coact["feature"]]:
+            if f not in labels:  # no label: what it fires on most
+                labels[f] = " ".join(repr(t) for t in atlas.activating_tokens(f, 3)["token"])
         return {
             "feature": feature,
             "status": "ready",
@@ -77,7 +81,7 @@ class ExamplesView:
             "top": [_example(r) for r in top.itertuples()],
             "quantiles": groups,
             "density": density_payload(atlas.histogram(feature), feature),
-            "similar": [[f, round(c, 4), labels.get(f, "")] for f, c in self.decoder_neighbours(feature)],
+            "similar": [[f, round(c, 4), labels.get(f, "")] for f, c in neighbours],
             "coactivation": [[int(r.feature), int(r.count), round(float(r.share), 4), labels.get(int(r.feature), "")]
                              for r in coact.itertuples()],
             "tokens": [[str(r.token), int(r.count)] for r in atlas.activating_tokens(feature, 8).itertuples()],

@@ -163,7 +163,8 @@ export function featureTable(store, { request = null, height = 320 } = {}) {
   let drawn = "";
   function draw(force = false) {
     if (!rows) {
-      replace(body, h("div", { class: "sw-muted sw-vempty" }, request ? "loading the table…" : "no table"));
+      const why = !request ? "no table" : store.live === false ? "not connected to a kernel: this saved view has no table" : "loading the table…";
+      replace(body, h("div", { class: "sw-muted sw-vempty" }, why));
       return;
     }
     const first = Math.max(0, Math.floor(viewport.scrollTop / ROW) - 5);
