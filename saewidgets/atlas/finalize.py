@@ -27,7 +27,7 @@ def finalize(binding: Binding, store: Store, state: State, *, logit_stats: bool 
     ranges = state.ranges.cpu().numpy()
     top = {name: t.cpu().numpy() for name, t in vars(state.top).items() if hasattr(t, "cpu")}
     quant = {name: t.cpu().numpy() for name, t in vars(state.quant).items() if hasattr(t, "cpu")}
-    max_act = np.maximum(top["value"][:, 0], 0.0)
+    max_act = np.maximum(top["value"].max(axis=1), 0.0)
     mean_act = np.where(count > 0, total / np.maximum(count, 1), 0.0)
 
     feature_rows = []

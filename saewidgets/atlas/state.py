@@ -94,10 +94,12 @@ class State:
 
     # -- thresholds sent into the next trace ---------------------------------------------------
     def top_threshold(self) -> torch.Tensor:
-        return self.top.value[:, -1].clamp_min(0.0)
+        """The k-th best peak kept per feature (0 until k are kept)."""
+        return self.top.value.min(dim=1).values.clamp_min(0.0)
 
     def q_threshold(self) -> torch.Tensor:
-        return self.quant.key[:, :, -1]
+        """The largest key kept per interval (EMPTY_KEY while the interval's sample is not full)."""
+        return self.quant.key.max(dim=-1).values
 
     # -- one batch's results ------------------------------------------------------------------
     def grow_ranges(self, features: torch.Tensor, new: torch.Tensor) -> None:
@@ -114,9 +116,11 @@ class State:
         merged.scatter_add_(1, target, self.hist[features])
         self.hist[features] = merged
         self.ranges[features] = new.to(self.ranges.dtype)
-        # quantile intervals g -> g // factor: re-sort those features' samples
-        groups = torch.arange(s.groups, device=self.device)[None, :, None] // factor[:, None, None]
-        self.quant.regroup(features, groups.expand(-1, -1, s.samples))
+        # quantile intervals g -> g // factor: re-sort the samples of features that have some
+        had = old > 0
+        if bool(had.any()):
+            groups = torch.arange(s.groups, device=self.device)[None, :, None] // factor[had, None, None]
+            self.quant.regroup(features[had], groups.expand(-1, -1, s.samples))
 
     def add_top(self, f, value, doc, pos, tokens, acts) -> None:
         self.top.merge(f, torch.zeros_like(f), value, -value.double(), doc, pos, tokens, acts)
@@ -181,12 +185,39 @@ class Slots:
             len(self.shape):]) for name in self.FIELDS]
 
     def merge(self, f, group, value, key, doc, pos, tokens, acts) -> None:
-        """Add candidates: keep, per (feature, group), the ``per_group`` smallest keys."""
+        """Add candidates: keep, per (feature, group), the ``per_group`` smallest (key, doc). Slots are
+        not kept in order: a winning candidate takes the slot of an entry it pushed out, so only
+        the contexts that enter are written."""
         if f.numel() == 0:
             return
-        features = torch.unique(f)
-        local = torch.searchsorted(features, f)
-        self._rebuild(features, None, (local * self.n_groups + group, value, key, doc, pos, tokens, acts))
+        G, S = self.n_groups, self.per_group
+        device = f.device
+        cells, local = torch.unique(f * G + group, return_inverse=True)
+        m, n = cells.numel(), f.numel()
+        order = torch.argsort(local, stable=True)  # candidates arrive in corpus order
+        sorted_local = local[order]
+        column = torch.arange(n, device=device) - torch.searchsorted(sorted_local, sorted_local)
+        width = int(column.max()) + 1
+        keys = torch.full((m, width), float("inf"), dtype=torch.float64, device=device)
+        keys[sorted_local, column] = key[order].double()
+        docs = torch.full((m, width), 2**62, dtype=torch.int64, device=device)
+        docs[sorted_local, column] = doc[order].long()
+        flat_key, flat_doc = self.key.view(-1, S), self.doc.view(-1, S)
+        all_keys = torch.cat([flat_key[cells], keys], dim=1)
+        all_docs = torch.cat([flat_doc[cells], docs], dim=1)
+        by = torch.argsort(all_docs, dim=1, stable=True)
+        by = by.gather(1, torch.argsort(all_keys.gather(1, by), dim=1, stable=True))
+        winner = torch.zeros_like(all_keys, dtype=torch.bool).scatter_(1, by[:, :S], True)
+        out_rows, out_slots = (~winner[:, :S]).nonzero(as_tuple=True)  # pushed out: as many as came in
+        in_rows, in_cols = winner[:, S:].nonzero(as_tuple=True)
+        source = torch.full((m, width), -1, dtype=torch.long, device=device)
+        source[sorted_local, column] = order
+        source = source[in_rows, in_cols]
+        target = cells[out_rows]
+        for name, data in zip(self.FIELDS, (value, key, doc, pos, tokens, acts)):
+            full = getattr(self, name)
+            flat = full.view(-1, S, *full.shape[len(self.shape):])
+            flat[target, out_slots] = data[source].to(full.dtype)
 
     def regroup(self, features: torch.Tensor, groups: torch.Tensor) -> None:
         """Move the slots of ``features`` to new groups (features x groups x per_group), re-sorted."""

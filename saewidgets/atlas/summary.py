@@ -69,26 +69,32 @@ class BatchSummary:
         counted = self.counted.to(device)
         with torch.no_grad():
             acts = self.sae.encode(h.to(self.sae.device)).float().to(device)
-            acts = acts * counted[..., None]
-            acts = acts.clamp_min(0.0)
             rows, width, n_features = acts.shape
-            fired_mask = acts > 0
-            n = fired_mask.sum(dim=(0, 1))
-            total = acts.sum(dim=(0, 1), dtype=torch.float64)
+            # one dense pass: the nonzero activations; everything else works on them
+            r, p, f = acts.nonzero(as_tuple=True)
+            keep = counted[r, p]
+            r, p, f = r[keep], p[keep], f[keep]
+            values = acts[r, p, f]
+            n = torch.bincount(f, minlength=n_features)
+            total = torch.zeros(n_features, dtype=torch.float64, device=device).index_add_(0, f, values.double())
             fired = n.nonzero().flatten()
-            peak = acts.amax(dim=(0, 1))
+            peak = torch.zeros(n_features, device=device).scatter_reduce_(0, f, values, "amax")
             ranges = self.ranges.to(device)
             new_ranges = next_range(peak, ranges)
             changed = (new_ranges != ranges).nonzero().flatten()
 
             # the histogram of nonzero activations, on the (possibly grown) ranges
-            r, p, f = fired_mask.nonzero(as_tuple=True)
-            values = acts[r, p, f]
             bins = (values / new_ranges[f] * self.bins).long().clamp_(0, self.bins - 1)
             hist_code, hist_n = torch.unique(f * self.bins + bins, return_counts=True)
 
-            # per row: each feature's peak (value and position)
-            row_max, row_arg = acts.max(dim=1)  # rows x F
+            # per row: each feature's peak (value, and its first position)
+            cell = r * n_features + f
+            row_max = torch.zeros(rows * n_features, device=device).scatter_reduce_(0, cell, values, "amax")
+            at_max = values == row_max[cell]
+            row_arg = torch.zeros(rows * n_features, dtype=torch.long, device=device).scatter_reduce_(
+                0, cell[at_max], p[at_max], "amin", include_self=False)
+            row_max, row_arg = row_max.view(rows, n_features), row_arg.view(rows, n_features)
+
             # top-k candidates: rows at least as strong as this batch's k-th and the k-th kept so far
             # (ties included, so that which of equal contexts is kept does not depend on the batching)
             kth = row_max.topk(min(self.k, rows), dim=0).values[-1]
@@ -108,18 +114,26 @@ class BatchSummary:
             q_f, q_r, q_v, q_key = ff[accept], rr[accept], vv[accept], keys[accept]
             q_p = row_arg[q_r, q_f]
 
-            # the strongest features of each token: co-activation pairs and (feature, token) counts
+            # each token's strongest features: co-activation pairs and (feature, token) counts
             m = min(self.pairs, n_features)
-            top_vals, top_idx = acts.topk(m, dim=-1)  # rows x width x m
-            live = top_vals > 0
-            tokens = self.token_ids.to(device)[..., None].expand_as(top_idx)
-            tok_code, tok_inverse, tok_n = torch.unique((top_idx * self.vocab + tokens)[live], return_inverse=True,
+            token = r * width + p
+            order = torch.argsort(-values, stable=True)
+            order = order[torch.argsort(token[order], stable=True)]
+            t_sorted = token[order]
+            rank = torch.arange(t_sorted.numel(), device=device) - torch.searchsorted(t_sorted, t_sorted)
+            strong = order[rank < m]
+            s_token, s_f, s_v = token[strong], f[strong], values[strong]
+            tok_ids = self.token_ids.to(device).reshape(-1)[s_token]
+            tok_code, tok_inverse, tok_n = torch.unique(s_f * self.vocab + tok_ids, return_inverse=True,
                                                         return_counts=True)
             tok_sum = torch.zeros(tok_code.shape[0], dtype=torch.float64, device=device)
-            tok_sum.index_add_(0, tok_inverse, top_vals[live].double())
+            tok_sum.index_add_(0, tok_inverse, s_v.double())
+            slots = torch.full((rows * width, m), -1, dtype=torch.long, device=device)
+            slots[s_token, rank[rank < m]] = s_f
+            live = slots[slots[:, 0] >= 0]
             i, j = torch.triu_indices(m, m, 1, device=device)
-            both = live[..., i] & live[..., j]
-            a, b = top_idx[..., i], top_idx[..., j]
+            a, b = live[:, i], live[:, j]
+            both = (a >= 0) & (b >= 0)
             codes = torch.minimum(a, b) * n_features + torch.maximum(a, b)
             pair_code, pair_n = torch.unique(codes[both], return_counts=True)
 
