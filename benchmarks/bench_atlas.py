@@ -93,8 +93,9 @@ def timed(fn):
     return time.perf_counter() - wall, time.process_time() - cpu, out
 
 
-def bare_trace(model, batches) -> None:
-    """What a bare collection loop costs: one nnsight trace per batch saving the hook's residual."""
+def bare_trace(model, batches, stop: bool = False) -> None:
+    """What a bare collection loop costs: one nnsight trace per batch saving the hook's residual
+    (``stop``: ending the pass there, as the collection does)."""
     from saewidgets.atlas.collect import padded
 
     block = model.transformer.h[LAYER]
@@ -104,8 +105,14 @@ def bare_trace(model, batches) -> None:
         for r, c in enumerate(batch):
             mask[r, ids.shape[1] - len(c.ids):] = 1
         position_ids = (mask.cumsum(-1) - 1).clamp_min(0)
-        with torch.no_grad(), model.trace({"input_ids": ids, "attention_mask": mask, "position_ids": position_ids}):
-            h = block.input.save()
+        if stop:
+            with torch.no_grad(), model.trace({"input_ids": ids, "attention_mask": mask,
+                                               "position_ids": position_ids}) as tracer:
+                h = block.input.save()
+                tracer.stop()
+        else:
+            with torch.no_grad(), model.trace({"input_ids": ids, "attention_mask": mask, "position_ids": position_ids}):
+                h = block.input.save()
         del h
 
 
@@ -124,19 +131,23 @@ def part_speed(args) -> list[tuple]:
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
             bw, bc, _ = timed(lambda: bare_trace(model, batches))
+            sw_, sc, _ = timed(lambda: bare_trace(model, batches, stop=True))
             path = Path(tmp) / f"speed-{repeat}.sqlite"
             ow, oc, atlas = timed(lambda: sw.collect_activations(
                 model, sae, docs, path, batch_size=args.batch_size, seq_len=128, logit_stats=False,
                 checkpoint_every=1e9, progress=False))
-            rows.append((bw, bc, ow, oc, atlas.n_tokens))
-    bw, bc, ow, oc, counted = min(rows, key=lambda r: r[2] / r[0])
+            rows.append((bw, bc, ow, oc, atlas.n_tokens, sw_, sc))
+    bw, bc, ow, oc, counted, sw_, sc = min(rows, key=lambda r: r[2] / r[0])
     print(f"\nspeed: {len(batches)} batches of {args.batch_size} rows x 128 tokens, {n_tokens:,} tokens "
           f"({counted:,} counted), SAE {sae.d_sae} features (JumpReLU, L0 ~ {L0}) at resid_pre[{LAYER}]; "
           f"best of {args.repeats}")
     print(f"| run | wall s | cpu s | tokens/s | x bare (wall) | x bare (cpu) |\n|---|---:|---:|---:|---:|---:|")
     print(f"| bare nnsight trace, same batches (saves resid_pre[{LAYER}]) | {bw:.1f} | {bc:.1f} | {n_tokens / bw:,.0f} | 1.00 | 1.00 |")
+    print(f"| bare nnsight trace stopped after resid_pre[{LAYER}] (tracer.stop) | {sw_:.1f} | {sc:.1f} | "
+          f"{n_tokens / sw_:,.0f} | {sw_ / bw:.2f} | {sc / bc:.2f} |")
     print(f"| sw.collect_activations (all {sae.d_sae} features) | {ow:.1f} | {oc:.1f} | {n_tokens / ow:,.0f} | "
           f"**{ow / bw:.2f}** | {oc / bc:.2f} |")
+    print(f"collection vs the stopped bare trace: {ow / sw_:.2f}x wall, {oc / sc:.2f}x cpu")
     return rows
 
 
@@ -182,8 +193,9 @@ model, sae = sw.organism()
 docs = sw.organism_corpus(400) * copies
 t = time.perf_counter()
 atlas = sw.collect_activations(model, sae, docs, path, progress=False, logit_stats=False, checkpoint_every=60)
-print(json.dumps({"tokens": atlas.n_tokens, "seconds": time.perf_counter() - t,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# VmHWM: this process's own peak (ru_maxrss would keep the parent's peak across exec)
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(json.dumps({"tokens": atlas.n_tokens, "seconds": time.perf_counter() - t, "peak_rss_mb": hwm / 1024}))
 """
 
 

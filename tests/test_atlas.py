@@ -79,8 +79,8 @@ def test_statistics_and_top_examples_are_exact(tiny, tmp_path):
         assert hist["edges"][-1] >= ex["value"].iloc[0] > hist["edges"][-2]
         for row in ex.itertuples():
             assert len(row.tokens) == len(row.acts) == len(row.token_ids) <= 6
-            assert row.acts[row.peak] == pytest.approx(row.value, rel=1e-5)
-            assert max(row.acts) == pytest.approx(row.value, rel=1e-5)
+            assert row.acts[row.peak] == pytest.approx(row.value, rel=1e-6)
+            assert max(row.acts) == pytest.approx(row.value, rel=1e-3)  # the rest of the window is float16
             assert row.text == "".join(row.tokens)
     # quantile samples lie in their intervals
     q = pd.concat([atlas.examples(f, "quantile") for f in range(sae.d_sae)])

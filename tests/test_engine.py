@@ -170,3 +170,26 @@ def test_a_padded_batch_reads_what_each_row_reads_alone(gpt2):
     for i, prompt in enumerate(prompts):
         alone = trace(gpt2, [Row(prompt)], [Read("z", 2, positions="all")]).reads["z"][0]
         torch.testing.assert_close(together.reads["z"][i, -alone.shape[0]:], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_stop_ends_the_pass_at_the_last_read_with_the_same_reads(gpt2):
+    """trace(stop=True): the same reads (after edits too), and the later blocks never run."""
+    ran = []
+    last = gpt2._module.transformer.h[-1]
+    hook = last.register_forward_hook(lambda *args: ran.append(1))
+    try:
+        edit = Edit(1, torch.randn(32))
+        rows = [Row("The quick brown fox", (edit,)), Row("Hello")]
+        reads = [Read("a", 1, positions="all"), Read("b", 1, "resid_post", positions="all", fn=lambda h, m: h.sum(-1))]
+        full = trace(gpt2, rows, reads)
+        n_full = len(ran)
+        stopped = trace(gpt2, rows, reads, stop=True)
+        assert n_full == 1 and len(ran) == 1  # the last block ran only in the full pass
+        for name in ("a", "b"):
+            torch.testing.assert_close(stopped.reads[name], full.reads[name])
+        stopped_remote = trace(gpt2, rows, reads, stop=True, remote="local")
+        torch.testing.assert_close(stopped_remote.reads["b"], full.reads["b"])
+    finally:
+        hook.remove()
+    with pytest.raises(ValueError, match="cannot read the logits"):
+        trace(gpt2, [Row("Hi")], [Read("l", site="logits")], stop=True)

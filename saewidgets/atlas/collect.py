@@ -273,7 +273,8 @@ def run_batch(binding: Binding, batch: list[Chunk], settings: Settings, state: S
         q_threshold=state.q_threshold().float(), k=settings.k, before=settings.before, after=settings.after,
         groups=settings.groups, bins=settings.bins, pairs=settings.pairs, vocab=binding.vocab_size)
     read = Read("summary", binding.layer, binding.site, positions="all", fn=summary)
-    out = trace(binding.model, [Row(list(c.ids)) for c in batch], [read], remote=remote).reads["summary"]
+    # stop=True: the blocks after the SAE's hook and the unembedding never run
+    out = trace(binding.model, [Row(list(c.ids)) for c in batch], [read], remote=remote, stop=True).reads["summary"]
     results = dict(zip(FIELDS, out))
     merge(state, results, batch, ids, counted, settings)
     state.chunks_done = batch[-1].index + 1
@@ -308,16 +309,21 @@ def merge(state: State, r: dict, batch: list[Chunk], ids: torch.Tensor, counted:
         live = inside & counted[rows[:, None], at]
         return torch.where(live, tokens, torch.full_like(tokens, -1)), live
 
+    def window_acts(w: torch.Tensor, live: torch.Tensor, peak_values: torch.Tensor) -> torch.Tensor:
+        acts = torch.where(live, w.float(), torch.zeros_like(w, dtype=torch.float32))
+        acts[:, settings.before] = peak_values.float()  # the exact peak (the window came as float16)
+        return acts
+
     if r["top_f"].numel():
         rows, peaks = r["top_r"].long(), r["top_p"].long()
         tokens, live = windows(rows, peaks)
-        acts = torch.where(live, r["top_w"].float(), torch.zeros_like(r["top_w"].float()))
+        acts = window_acts(r["top_w"], live, r["top_v"])
         state.add_top(r["top_f"].long(), r["top_v"].float(), docs[rows], (peaks - first[rows] + starts[rows]),
                       tokens, acts)
     if r["q_f"].numel():
         rows, peaks, f = r["q_r"].long(), r["q_p"].long(), r["q_f"].long()
         tokens, live = windows(rows, peaks)
-        acts = torch.where(live, r["q_w"].float(), torch.zeros_like(r["q_w"].float()))
+        acts = window_acts(r["q_w"], live, r["q_v"])
         group = (r["q_v"].float() / state.ranges[f] * settings.groups).long().clamp(0, settings.groups - 1)
         state.add_quantiles(f, group, r["q_v"].float(), r["q_key"].double(), docs[rows],
                             (peaks - first[rows] + starts[rows]), tokens, acts)

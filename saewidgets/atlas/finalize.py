@@ -36,7 +36,8 @@ def finalize(binding: Binding, store: Store, state: State, *, logit_stats: bool 
         feature_rows.append((f, int(count[f]), float(count[f] / n), float(max_act[f]), float(mean_act[f]),
                              hist[f].astype(np.int64).tobytes(), float(ranges[f]), s.get("std"), s.get("skew"),
                              s.get("kurtosis"), s.get("mean"), s.get("kind"), s.get("top"), s.get("bottom")))
-    examples = list(_examples(top, "top")) + list(_examples(quant, "quantile"))
+    before = state.settings.before
+    examples = list(_examples(top, "top", before)) + list(_examples(quant, "quantile", before))
     tokens = _feature_tokens(state, binding.vocab_size)
     pairs = _pairs(state)
     strings = binding.token_strings()
@@ -60,7 +61,7 @@ def finalize(binding: Binding, store: Store, state: State, *, logit_stats: bool 
         pass
 
 
-def _examples(slots: dict[str, np.ndarray], kind: str):
+def _examples(slots: dict[str, np.ndarray], kind: str, before: int):
     value, key, doc, pos, tokens, acts = (slots[n] for n in ("value", "key", "doc", "pos", "tokens", "acts"))
     F = value.shape[0]
     value = value.reshape(F, -1, value.shape[-1]) if value.ndim == 3 else value[:, None, :]
@@ -74,9 +75,8 @@ def _examples(slots: dict[str, np.ndarray], kind: str):
         live = tokens[f, g, s] >= 0
         ids = tokens[f, g, s][live].astype(np.int32)
         window = acts[f, g, s][live].astype(np.float32)
-        peak = int(np.argmax(window)) if window.size else 0
-        rank = int(s) if kind == "top" else int(s)
-        yield (int(f), kind, rank if kind == "top" else int(g) * value.shape[2] + rank,
+        peak = int(live[:before].sum())  # the window is centred on the peak
+        yield (int(f), kind, int(g) * value.shape[2] + int(s),
                None if kind == "top" else int(g), float(value[f, g, s]), int(doc[f, g, s]), int(pos[f, g, s]), peak,
                ids.tobytes(), window.tobytes())
 

@@ -149,4 +149,5 @@ class BatchSummary:
         index = p[:, None] + offsets[None, :]
         inside = (index >= 0) & (index < width)
         values = acts[r[:, None], index.clamp(0, width - 1), f[:, None]]
-        return torch.where(inside, values, torch.zeros_like(values))
+        # float16 on the way back (display precision; the peak's exact value travels separately)
+        return torch.where(inside, values, torch.zeros_like(values)).half()

@@ -54,7 +54,7 @@ class ExamplesView:
         self.binding = binding
         self.atlas = atlas if isinstance(atlas, Atlas) else Atlas.open(atlas)
         self.atlas.matches(binding)
-        self._unit_decoder: torch.Tensor | None = None
+        self._unit_decoder: torch.Tensor | None = None  # decoder row norms
 
     # -- per feature --------------------------------------------------------------------------
     def payload(self, feature: int) -> dict:
@@ -92,13 +92,13 @@ class ExamplesView:
 
     def decoder_neighbours(self, feature: int, k: int = SIMILAR) -> list[tuple[int, float]]:
         """Features whose decoder rows point most the same way (cosine), the feature itself left out."""
-        if self._unit_decoder is None:
-            w = self.binding.sae.W_dec.detach().float()
-            self._unit_decoder = w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        unit = self._unit_decoder
-        cos = unit @ unit[feature]
+        w = self.binding.sae.W_dec.detach()
+        if self._unit_decoder is None:  # the rows' norms only: no copy of the decoder
+            self._unit_decoder = w.float().norm(dim=1).clamp_min(1e-12)
+        norms = self._unit_decoder
+        cos = (w @ w[feature]).float() / (norms * norms[feature])
         cos[feature] = -2.0
-        values, index = cos.topk(min(k, unit.shape[0] - 1))
+        values, index = cos.topk(min(k, w.shape[0] - 1))
         return [(int(i), float(v)) for v, i in zip(values.tolist(), index.tolist())]
 
     def max_activation(self, feature: int) -> float | None:

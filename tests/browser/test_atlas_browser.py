@@ -199,3 +199,58 @@ def test_examples_panel_and_feature_table_in_jupyterlab(lab, browser, artifacts,
         context.close()
     assert not outside, f"requests left the machine: {outside[:5]}"
     assert not [e for e in errors if "saewidgets" in e or "sw-" in e], errors
+
+
+def test_feature_table_with_65k_rows(lab, browser, artifacts, tmp_path_factory):
+    """sw.FeatureTable on an atlas of 65,536 features: every row sortable and filterable, only the
+    rows in sight in the DOM. The timings are printed (see benchmarks/README.md), not asserted."""
+    import saewidgets as sw
+    from tiny_models import random_sae, tiny_model
+
+    model = tiny_model("gpt2", d_model=32, n_layers=3)
+    sae = random_sae(32, 65536, layer=1, seed=1)
+    docs = [f"The quick brown fox {i} jumps over the lazy dog {i * 7}." for i in range(60)]
+    path = lab.root / "wide-atlas.sqlite"
+    atlas = sw.collect_activations(model, sae, docs, path, batch_size=4, seq_len=32, progress=False)
+    for f in (7, 30000, 65535):
+        atlas.set_label(f, f"wide label {f}")
+    atlas.close()
+    lab.write_notebook("table.ipynb", [f"import saewidgets as sw\ntable = sw.FeatureTable({path.name!r})\ntable"])
+    context = browser.new_context(viewport={"width": 1300, "height": 900})
+    page = context.new_page()
+    try:
+        open_notebook(page, lab.notebook_url("table.ipynb"), timeout=TIMEOUT)
+        run_cell(page, 0, timeout=TIMEOUT)
+        page.wait_for_selector(".sw-table-widget .sw-vrow", timeout=TIMEOUT)
+        assert page.locator(".sw-table-widget .sw-table-count").text_content() == "65,536 of 65,536 features"
+        timings = page.evaluate("""async () => {
+            const frame = () => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+            const root = document.querySelector('.sw-table-widget');
+            const out = {};
+            let t = performance.now();
+            [...root.querySelectorAll('.sw-vhead button')].find((b) => b.textContent.startsWith('max act')).click();
+            await frame(); out.sort_ms = performance.now() - t;
+            const viewport = root.querySelector('.sw-viewport');
+            const steps = [];
+            for (let i = 1; i <= 20; i++) {
+                t = performance.now();
+                viewport.scrollTop = viewport.scrollHeight * i / 20;
+                viewport.dispatchEvent(new Event('scroll'));
+                await frame(); steps.push(performance.now() - t);
+            }
+            out.scroll_ms_max = Math.max(...steps);
+            out.rows_in_dom = root.querySelectorAll('.sw-vbody .sw-vrow').length;
+            const filter = root.querySelector('.sw-table-filter');
+            t = performance.now();
+            filter.value = 'wide'; filter.dispatchEvent(new Event('input'));
+            while (!root.querySelector('.sw-table-count').textContent.startsWith('3 of')) await frame();
+            out.filter_ms = performance.now() - t - 120;  // less the typing debounce
+            return out;
+        }""")
+        print("65k-row table timings (ms):", timings)
+        assert timings["rows_in_dom"] < 60
+        labels = page.locator(".sw-table-widget .sw-vbody .sw-tc-label").all_text_contents()
+        assert sorted(labels) == ["wide label 30000", "wide label 65535", "wide label 7"]
+        page.locator(".sw-table-widget").screenshot(path=str(artifacts / "atlas-table-65k.png"))
+    finally:
+        context.close()
