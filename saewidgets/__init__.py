@@ -62,6 +62,9 @@ _LAZY = {
     "SparseCode": ".decomposition",
     "set_self_explain_defaults": ".self_explanation.defaults",
     "export": ".export",
+    "collect_activations": ".atlas",
+    "Atlas": ".atlas",
+    "FeatureTable": ".widgets.table",
 }
 
 __all__ = ["SAE", "Binding", "HookPoint", "ModelLayout", "bind", "load_model", "load_sae", "save_sae", *_LAZY]

@@ -227,3 +227,26 @@ def test_prompt_and_every_step_edits_mix_in_one_batch(gpt2):
         alone = generate(gpt2, [row], Decoding(max_new_tokens=N))
         assert together.ids[i].tolist() == alone.ids[0].tolist(), i
         torch.testing.assert_close(together.logprobs[i], alone.logprobs[0], atol=1e-4, rtol=1e-4)
+
+
+def test_stop_ends_the_pass_at_the_last_read_with_the_same_reads(gpt2):
+    """trace(stop=True): the same reads (after edits too), and the later blocks never run."""
+    ran = []
+    last = gpt2._module.transformer.h[-1]
+    hook = last.register_forward_hook(lambda *args: ran.append(1))
+    try:
+        edit = Edit(1, torch.randn(32))
+        rows = [Row("The quick brown fox", (edit,)), Row("Hello")]
+        reads = [Read("a", 1, positions="all"), Read("b", 1, "resid_post", positions="all", fn=lambda h, m: h.sum(-1))]
+        full = trace(gpt2, rows, reads)
+        n_full = len(ran)
+        stopped = trace(gpt2, rows, reads, stop=True)
+        assert n_full == 1 and len(ran) == 1  # the last block ran only in the full pass
+        for name in ("a", "b"):
+            torch.testing.assert_close(stopped.reads[name], full.reads[name])
+        stopped_remote = trace(gpt2, rows, reads, stop=True, remote="local")
+        torch.testing.assert_close(stopped_remote.reads["b"], full.reads["b"])
+    finally:
+        hook.remove()
+    with pytest.raises(ValueError, match="cannot read the logits"):
+        trace(gpt2, [Row("Hi")], [Read("l", site="logits")], stop=True)

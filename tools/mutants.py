@@ -81,7 +81,7 @@ MUTANTS = (
            (EXPORT + "test_static_picture_of_a_hostile_state",),
            "a token's tooltip attribute written raw"),
     Mutant("js-escape-text-off", "js/src/explorer/histogram.js",
-           ('  return String(value)\n    .replace(/&/g, "&amp;")',), '  return String(value);\n  String(value).replace(/&/g, "&amp;")',
+           ('  return String(value)\n    .replace(/&/g, "&amp;")',), '  return String(value);\n  String(value).replace(/&/g, "&amp;")',  # noqa: E501
            (JS_UNITS, HOSTILE_PAGE + "test_hovered_tooltips_show_hostile_text_literally"),
            "vega tooltips (innerHTML) without escapeText"),
     Mutant("js-text-as-html", "js/src/dom.js",

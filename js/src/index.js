@@ -4,8 +4,9 @@ import { renderExplorer } from "./explorer/view.js";
 import { renderChart } from "./chart.js";
 import { widgetStore } from "./explorer/store.js";
 import { snapshotModel } from "./standalone/snapshot.js";
+import { renderTable } from "./explorer/table.js";
 
-const VIEWS = { explorer: renderExplorer, chart: renderChart };
+const VIEWS = { explorer: renderExplorer, chart: renderChart, table: renderTable };
 
 function render({ model, el }) {
   const kind = model.get("_kind");

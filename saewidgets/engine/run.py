@@ -271,8 +271,12 @@ def trace(
     loss: Callable[[dict[str, Any]], torch.Tensor] | None = None,
     wrt: Sequence[torch.Tensor] = (),
     remote: Any = False,
+    stop: bool = False,
 ) -> Trace:
     """One forward pass over ``rows`` with their edits; returns the ``reads``.
+
+    ``stop``: end the forward pass at the last point read or edited (nnsight's ``tracer.stop()``):
+    the later blocks and the unembedding do not run. Only for residual-stream reads, no loss.
 
     With ``loss`` (a function of the reads dict returning a scalar), the pass keeps gradients,
     calls ``loss(reads).backward()`` inside the trace (so it also runs remotely) and returns the
@@ -280,6 +284,9 @@ def trace(
     reads then come back detached. Without it nothing keeps gradients.
     """
     layout, n_layers, batch = _prepare(model, rows, reads, prepend_bos)
+    if stop and (batch.logit_reads or loss is not None):
+        raise ValueError("trace(stop=True) ends the pass at the last residual point: it cannot read the logits "
+                         "or take a loss; drop stop=True")
     inputs = _inputs(model, batch, positions=True)
     mask, offsets = batch.attention_mask, torch.tensor(batch.offsets())
     head = layout.part(model, "unembed")
@@ -289,15 +296,17 @@ def trace(
         if not tensor.requires_grad:
             raise ValueError("every tensor in wrt= must require gradients (tensor.requires_grad_())")
         tensor.grad = None
-    with model_lock(model), torch.set_grad_enabled(grad), model.trace(inputs, remote=remote):
+    with model_lock(model), torch.set_grad_enabled(grad), model.trace(inputs, remote=remote) as tracer:
         values = nnsight.save({})
         checks = nnsight.save([])
+        result = nnsight.save({"grads": []})
         _prompt_pass(model, layout, n_layers, batch, mask, offsets, values, checks, True)
+        if stop:
+            tracer.stop()
         if batch.logit_reads:
             logits = head.output
             for read in batch.logit_reads:
                 values[read.name] = _read(read, logits, mask, offsets)
-        result = nnsight.save({"grads": []})
         if loss is not None:
             total = loss(values)
             with total.backward():  # nnsight's backward pass, inside the trace (remote-ready)

@@ -182,7 +182,7 @@ def take_snapshot(
         items[str(f)] = {
             "feature": f,
             "scales": grids[f],
-            "traits": {"scale_range": reader.scale_range(f)},
+            "traits": {"scale_range": reader.scale_range(f), **_atlas_traits(explorer, f)},
             "histograms": {c: _pack_histogram(reader.histogram(f, c), packer) for c in classes},
             **_infos(reader, f, explorer.token_class, classes),
             "steered": [_pack_side(side, packer) for side in generations[f]],
@@ -199,6 +199,8 @@ def take_snapshot(
     }
     data = packer.to_bytes()
     with explorer.hold_sync():
+        if getattr(explorer.session, "examples", None) is not None and not explorer.table:
+            explorer._send_table()  # the all-features table travels with the saved view
         explorer.precomputed_data = data
         explorer.precomputed = document
     return SnapshotSummary(
@@ -206,6 +208,14 @@ def take_snapshot(
         json_bytes=len(json.dumps(document, separators=(",", ":"))), data_bytes=len(data),
         seconds=time.perf_counter() - start,
     )
+
+
+def _atlas_traits(explorer: Any, feature: int) -> dict:
+    """With an atlas: the examples panel and the label of ``feature`` (shown without a kernel)."""
+    if getattr(explorer.session, "examples", None) is None:
+        return {}
+    examples = explorer.session.examples_payload(feature)
+    return {"examples": examples, "label": examples.get("label", "")}
 
 
 def _grids(explorer: Any, reader: ExplorerReader, features: list[int], grid: list[float] | None,

@@ -158,7 +158,7 @@ class Unembedding:
         else:
             weights = torch.matmul(prepared, self.W_U, out=out[: prepared.shape[0]])
         if self.inv_col_norm is not None:
-            weights.mul_(self.inv_col_norm).div_(norms[:, None])
+            weights.mul_(self.inv_col_norm).div_(norms[:, None])  # type: ignore[index]
         return weights, self._means(prepared, norms)
 
     def means(self, rows: torch.Tensor) -> torch.Tensor:

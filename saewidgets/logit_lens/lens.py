@@ -136,7 +136,7 @@ def logit_stats(
 def check_k(k: Any, vocab: int) -> int:
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
         raise ValueError(f"k must be a non-negative integer, got {k!r}")
-    return int(min(k, vocab))
+    return min(int(k), vocab)
 
 
 class StatsAccumulator:

@@ -42,7 +42,7 @@ def chunk_statistics_cpu(
     sums = np.concatenate([part[0] for part in parts])
     if not k:
         return sums, None
-    return sums, tuple(np.concatenate([part[1][i] for part in parts]) for i in range(4))
+    return sums, tuple(np.concatenate([part[1][i] for part in parts]) for i in range(4))  # type: ignore[index]
 
 
 def _block(w: np.ndarray, means: np.ndarray, k: int, stripes: int) -> tuple[np.ndarray, tuple | None]:

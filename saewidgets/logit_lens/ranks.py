@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -186,7 +186,7 @@ def score_rows(
         if with_u:  # U = m n - sum of (mid-)ranks + m (m - 1) / 2; members of a tie group take its mid-rank
             total = np.uint32 if vocab <= 2**16 else np.uint64  # m V < 2^32 for 16-bit positions
             rank_sum = positions.sum(axis=1, dtype=total).astype(np.float64)
-            if ties.row.size:
+            if ties is not None and ties.row.size:
                 shift = np.where(side.mask[ties.token], ties.shift, 0.0)
                 rank_sum += np.bincount(ties.row, weights=shift, minlength=rows)
             u_side = m * n - rank_sum + m * (m - 1) / 2
@@ -227,7 +227,7 @@ def _tie_groups(bits: np.ndarray, ids: np.ndarray, space: _Workspace, rows: int,
     tied = np.less_equal(xor, np.uint64(low), out=space.tied[:rows])  # position p ties with p + 1
     flat = np.flatnonzero(tied)  # 2-D nonzero is many times slower than the flat one
     tie_row, tie_pos = np.divmod(flat, vocab - 1)
-    tie_term = np.zeros(rows)
+    tie_term: Any = np.zeros(rows)
     if tie_row.size == 0:
         empty = np.zeros(0, np.int64)
         return TieGroups(np.zeros((rows, 0), np.int64), np.zeros((rows, 0), np.int64), empty, empty, np.zeros(0),
@@ -240,9 +240,9 @@ def _tie_groups(bits: np.ndarray, ids: np.ndarray, space: _Workspace, rows: int,
     first = tie_pos[run_start]
     last = tie_pos[run_end] + 1
     lengths = last - first + 1
-    t = lengths.astype(np.float64)
+    t: Any = lengths.astype(np.float64)
     tie_term = np.bincount(group_row, weights=t**3 - t, minlength=rows)
-    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    offsets: Any = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     inside = np.repeat(first, lengths) + offsets  # every position inside a group
     inside_row = np.repeat(group_row, lengths)
     shift = np.repeat((first + last) / 2, lengths) - inside

@@ -56,8 +56,8 @@ def self_explanation_chart(df: pd.DataFrame, current_scale: float | None = None,
         current_scale = float(current_scale)
     chosen = df.loc[df["chosen"], "scale"]
     data = df[["scale", "explanation", *METRICS]].copy()
-    labels = [CHOSEN_LABEL] * bool(len(chosen)) + [current_label] * (current_scale is not None)
-    key = rule_encoding(labels)
+    keys: list[str] = [CHOSEN_LABEL] * bool(len(chosen)) + [str(current_label)] * (current_scale is not None)
+    key = rule_encoding(keys)
     panels = []
     for i, (column, title) in enumerate(METRICS.items()):
         x_title = "scale" if i == len(METRICS) - 1 else None

@@ -19,6 +19,7 @@ from ..steering import steer, steer_variants, steering_direction
 from . import checks
 from .generation import GenerationView, LRUCache, Side, side_from_ids
 from .lens import FeatureLens, default_class, search_features, title as binding_title
+from .examples import ExamplesView
 from .self_explanations import SelfExplanations
 
 Target = int | Direction
@@ -77,7 +78,7 @@ class ExplorerSession:
 
     def __init__(self, binding: Binding, *, classes: Mapping[str, Any] | None = None, explanations: Any = None,
                  typical_activation: Any = None, bins: int = 60, remote: bool | str = False,
-                 self_explain_options: Mapping[str, Any] | None = None) -> None:
+                 self_explain_options: Mapping[str, Any] | None = None, atlas: Any = None) -> None:
         self.binding = binding
         self.remote = remote
         self.bins = checks.check_bins(bins)
@@ -86,6 +87,9 @@ class ExplorerSession:
         self.typical = checks.normalise_typical_activation(typical_activation, binding.d_sae)
         self.explainer = SelfExplanations(binding, self_explain_options, remote=remote,
                                           hook_norm=self.lens.reference_norm)
+        # an sw.Atlas (or its path): activation examples, density, labels; measured activations
+        # set the slider's range and join the search
+        self.examples = None if atlas is None else ExamplesView(binding, atlas)
         self._results = LRUCache(256)  # request key -> finished generation JSON
         self._baselines = LRUCache(32)  # baseline key -> (Continuation, Side)
         self.runs = 0  # generations run (not answered from a cache)
@@ -110,8 +114,14 @@ class ExplorerSession:
         return self.lens.token_string(token)
 
     def search(self, query: str) -> list[list]:
-        """Features whose top tokens or explanation match ``query`` (see ``lens.search_features``)."""
-        return search_features(query, self.lens.top_token_labels(), self.explanations)
+        """Features whose top tokens or explanation match ``query`` (see ``lens.search_features``);
+        with an atlas, first the features whose labels, explanations or activating tokens match."""
+        found = search_features(query, self.lens.top_token_labels(), self.explanations)
+        if self.examples is None:
+            return found
+        merged = self.examples.search(query)
+        seen = {f for f, _ in merged}
+        return [*merged, *[hit for hit in found if hit[0] not in seen]][:30]
 
     def decoding(self, max_new_tokens: int, temperature: float, seed: int, top_p: float | None = None) -> Decoding:
         """A Decoding with the SAE's ``prepend_bos`` (as ``sw.steer`` uses it)."""
@@ -146,7 +156,18 @@ class ExplorerSession:
         if isinstance(target, Direction) and not self._is_own_feature(target):
             return checks.scale_range(target.norm(), self.lens.reference_norm(), None)
         f = self._index(target)
-        return checks.scale_range(self.lens.decoder_norm(f), self.lens.reference_norm(), self.typical.get(f))
+        typical = self.typical.get(f)
+        if typical is None and self.examples is not None:
+            typical = self.examples.max_activation(f)  # measured: the slider spans about twice the peak
+        return checks.scale_range(self.lens.decoder_norm(f), self.lens.reference_norm(), typical)
+
+    def examples_payload(self, target: Target) -> dict:
+        """The examples panel's JSON for ``target`` (empty without an atlas; a note for a raw direction)."""
+        if self.examples is None:
+            return {}
+        if not self._is_feature_target(target):
+            return {"status": "direction", "feature": None}
+        return self.examples.payload(self._index(target))
 
     def _is_own_feature(self, target: Direction) -> bool:
         return target.is_feature and target.sae is self.binding.sae

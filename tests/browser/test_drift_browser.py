@@ -58,11 +58,11 @@ def test_standalone_pages_show_sw_steer(browser, tmp_path, artifacts):
             explorer.close()
         context = browser.new_context(viewport={"width": 1280, "height": 1000})
         outside: list[str] = []
-        context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(("file:", "data:", "blob:"))
+        context.route("**/*", lambda r, outside=outside: r.continue_() if r.request.url.startswith(("file:", "data:", "blob:"))
                       else (outside.append(r.request.url), r.abort()))
         page = context.new_page()
         errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
         try:
             page.goto(path.as_uri())
             root = page.locator(".sw-root").first

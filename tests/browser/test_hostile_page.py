@@ -120,7 +120,7 @@ def test_the_slider_shows_the_snapshots_row_at_each_grid_scale(saved, browser):
             item = snapshot["items"][str(feature)]
             baseline = snapshot["baseline"]
 
-            def check(i, item=item, feature=feature):
+            def check(i, item=item, feature=feature, baseline=baseline):
                 where = f"feature {feature} at scale {item['scales'][i]}"
                 side = item["steered"][i]
                 assert_side_matches(rendered_side(root, "steered"), side["tokens"], side["logprobs"], where)

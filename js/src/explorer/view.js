@@ -6,6 +6,25 @@ import { featurePanel } from "./feature.js";
 import { steeringPanel } from "./steering.js";
 import { generationPanel } from "./generation.js";
 import { selfExplainPanel } from "./selfexplain.js";
+import { examplesPanel } from "./examples.js";
+import { featureTable } from "./table.js";
+
+/** "All features": the atlas's table, asked from the kernel when first opened. */
+function allFeatures(store) {
+  const table = featureTable(store, { request: () => store.send({ type: "table" }) });
+  const details = h(
+    "details",
+    { class: "sw-panel sw-all-features", on: { toggle: () => details.open && table.open() } },
+    h("summary", { class: "sw-title" }, "All features"),
+    table.node,
+  );
+  const update = () => {
+    details.hidden = !(store.get("examples") || {}).status;
+  };
+  const stop = watch(store, ["examples"], update);
+  update();
+  return { node: details, destroy: () => { stop(); table.destroy(); } };
+}
 
 function header(store) {
   const title = h("span", { class: "sw-header-title" });
@@ -47,9 +66,11 @@ export function renderExplorer(el, store) {
     error: errorBanner(store),
     picker: pickerPanel(store),
     feature: featurePanel(store),
+    examples: examplesPanel(store),
     steering: steeringPanel(store),
     generation: generationPanel(store),
     selfExplain: selfExplainPanel(store),
+    allFeatures: allFeatures(store),
   };
   const root = h(
     "div",
@@ -64,9 +85,11 @@ export function renderExplorer(el, store) {
         "div",
         { class: "sw-main" },
         parts.feature.node,
+        parts.examples.node,
         parts.steering.node,
         parts.generation.node,
         parts.selfExplain.node,
+        parts.allFeatures.node,
       ),
     ),
   );

@@ -108,6 +108,10 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             panel (or ``explorer.self_explain()``) explains on demand.
         self_explain_options: keyword arguments for ``sw.self_explain`` (``template``,
             ``layer``, ``scales``, ``max_new_tokens``, ``layer_map``, ...).
+        atlas: an ``sw.Atlas`` or its path (``sw.collect_activations``): adds the examples panel
+            (top activating contexts with per-token highlighting, quantile groups, density,
+            similar features, a label box), atlas search, the slider's range from measured
+            activations and an "All features" table. Clicking an example makes it the prompt.
 
     Traits (synced with the view): ``feature``, ``scale``, ``prompt``, ``max_new_tokens``,
     ``temperature``, ``seed``, ``steering`` (list of ``{feature, scale, max, linear}``),
@@ -124,6 +128,9 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     ``explorer.scale`` does) and refuses more in place; a scale beyond the slider's own range is
     kept as typed, the slider stays at its end and a note under it says so. Its tick labels show
     the slider's symlog mapping.
+
+    With an atlas: ``examples`` (the panel's data), ``label`` (the label box: setting it writes
+    the atlas), ``table`` / ``table_data`` (the all-features table, sent when it is opened).
 
     Generations start once a view is showing (on a worker thread, newest request wins);
     without a view, trait changes generate synchronously.
@@ -170,6 +177,12 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     self_explanation = t.Dict().tag(sync=True)
     auto_self_explain = t.Bool(False).tag(sync=True)
 
+    # the atlas (sw.collect_activations): the examples panel, the label box, the all-features table
+    examples = t.Dict().tag(sync=True)
+    label = t.Unicode("").tag(sync=True)
+    table = t.Dict().tag(sync=True)
+    table_data = t.Bytes(b"").tag(sync=True)
+
     def __init__(
         self,
         model: Any,
@@ -193,6 +206,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         remote: bool | str = False,
         auto_self_explain: bool | None = None,
         self_explain_options: Mapping[str, Any] | None = None,
+        atlas: Any = None,
         **kwargs: Any,
     ) -> None:
         binding = model if isinstance(model, Binding) and sae is None and hook is None else bind(model, sae, hook)
@@ -201,7 +215,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         self._live = False  # becomes True once a view says it is showing
         self.session = ExplorerSession(binding, classes=classes, explanations=explanations,
                                        typical_activation=typical_activation, bins=bins, remote=remote,
-                                       self_explain_options=self_explain_options)
+                                       self_explain_options=self_explain_options, atlas=atlas)
         self._direction: Direction | None = None  # a raw target (feature == -1)
         # feature_info is computed on the kernel's thread and on the statistics worker: one at a time,
         # so that a slower, older computation never overwrites a newer one (e.g. without enrichment)
@@ -453,6 +467,8 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             self._update_self_explanation(force=True)
         elif kind == "add_class":
             self._add_class_from_view(content)
+        elif kind == "table":
+            self._guard(self._send_table)
 
     def _add_class_from_view(self, content: dict) -> None:
         """The token-class form: a name and comma-separated words, untrusted text, checked here and
@@ -498,6 +514,59 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
                 self.feature_info = info
                 self.histogram = hist
                 self.scale_range = scale_range
+                self._show_examples(target)
+
+    # -- the atlas: examples, label, all-features table -----------------------------------
+    @property
+    def atlas(self) -> Any:
+        """The ``sw.Atlas`` behind the examples panel (None without one)."""
+        return None if self.session.examples is None else self.session.examples.atlas
+
+    def _show_examples(self, target: Any) -> None:
+        if self.session.examples is None:
+            return
+        try:
+            payload = self.session.examples_payload(target)
+        except ValueError as error:
+            self.error = str(error)
+            return
+        self._label_from_atlas = True
+        try:
+            self.examples = payload
+            self.label = payload.get("label", "")
+        finally:
+            self._label_from_atlas = False
+
+    @t.observe("label")
+    def _label_changed(self, change):
+        if not self._ready or getattr(self, "_label_from_atlas", False) or self.session.examples is None:
+            return
+        if self.feature == -1:
+            self.error = "a raw direction has no label in the atlas: pick a feature to label it"
+            return
+        try:
+            self.session.examples.set_label(self.feature, change["new"])  # committed to the file at once
+        except ValueError as error:
+            self.error = str(error)
+            return
+        self.examples = {**self.examples, "label": change["new"]}
+        if self.table:
+            labels = {**self.table.get("labels", {})}
+            if change["new"]:
+                labels[str(self.feature)] = change["new"]
+            else:
+                labels.pop(str(self.feature), None)
+            self.table = {**self.table, "labels": labels}
+
+    def _send_table(self) -> None:
+        from ..table import table_payload
+
+        if self.session.examples is None:
+            raise ValueError("the all-features table needs an atlas: FeatureExplorer(model, sae, atlas=path)")
+        document, data = table_payload(self.session.examples.atlas)
+        with self.hold_sync():
+            self.table_data = data
+            self.table = document
 
     def _show_histogram(self) -> None:
         target = self.target
