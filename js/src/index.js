@@ -1,10 +1,11 @@
 // anywidget entry point for every saewidgets widget: the `_kind` trait picks the view.
 import "./styles.css";
 import { renderExplorer } from "./explorer/view.js";
+import { renderTasks } from "./tasks/view.js";
 import { widgetStore } from "./explorer/store.js";
 import { snapshotModel } from "./standalone/snapshot.js";
 
-const VIEWS = { explorer: renderExplorer };
+const VIEWS = { explorer: renderExplorer, tasks: renderTasks };
 
 function render({ model, el }) {
   const kind = model.get("_kind");

@@ -22,17 +22,24 @@ METHOD_LABELS = {
     "cleanup": "gradient cleanup",
 }
 BASELINE_LABELS = {"zero_shot": "zero-shot", "few_shot": "few-shot"}
+# Methods measured at the same layer sit side by side (the tooltip gives the layer itself).
+OFFSETS = {"task_vector": 0.0, "reconstruction": -0.16, "on_reconstruction": -0.08, "ito": 0.08, "cleanup": 0.16}
+SHAPES = {"task_vector": "circle", "reconstruction": "square", "on_reconstruction": "triangle-up", "ito": "diamond",
+          "cleanup": "cross"}
 ROLE_COLOURS = {"executor": CATEGORICAL[0], "detector": CATEGORICAL[1], "both": CATEGORICAL[4], "other": GREY}
 
 
 def sweep_spec(methods: Sequence[str], *, width: int = 320, height: int = 150) -> dict:
     """Two panels over the layer (NLL, accuracy): a line per method, dashed rules for the
-    zero-shot and few-shot levels. Rows: ``{layer, method, label, nll, accuracy, l0, kind}``
-    with ``kind`` "vector" or "baseline" (baselines have no layer)."""
+    zero-shot and few-shot levels. Rows: ``{layer, x, method, label, nll, accuracy, l0, kind}``
+    with ``kind`` "vector" or "baseline" (baselines have no layer); ``x`` is the layer moved a
+    little per method so that methods at one layer do not hide each other."""
     labels = [METHOD_LABELS.get(m, m) for m in methods]
+    legend = {"orient": "top", "columns": 3, "labelLimit": 220}
     colour = {"field": "label", "type": "nominal", "title": None,
-              "scale": {"domain": labels, "range": list(CATEGORICAL[: len(labels)])},
-              "legend": {"orient": "top", "columns": 3, "labelLimit": 220}}
+              "scale": {"domain": labels, "range": list(CATEGORICAL[: len(labels)])}, "legend": legend}
+    shape = {"field": "label", "type": "nominal", "title": None,
+             "scale": {"domain": labels, "range": [SHAPES.get(m, "circle") for m in methods]}, "legend": legend}
 
     def panel(metric: str, title: str, y_scale: dict) -> dict:
         tooltip = [{"field": "label", "type": "nominal", "title": "method"},
@@ -41,22 +48,25 @@ def sweep_spec(methods: Sequence[str], *, width: int = 320, height: int = 150) -
                    {"field": "accuracy", "type": "quantitative", "title": "accuracy", "format": ".0%"},
                    {"field": "l0", "type": "quantitative", "title": "L0"}]
         vectors = {"filter": "datum.kind === 'vector'"}
+        x = {"field": "x", "type": "quantitative", "title": "layer (resid_pre; extracted and inserted there)",
+             "axis": {"tickMinStep": 1, "format": "d"}}
         return {
             "width": width, "height": height,
             "layer": [
-                {"transform": [vectors], "mark": {"type": "line", "point": {"size": 60, "filled": True}},
-                 "encoding": {"x": {"field": "layer", "type": "quantitative", "title": "layer (resid_pre, extracted and inserted)",
-                                    "axis": {"tickMinStep": 1, "format": "d"}},
-                              "y": {"field": metric, "type": "quantitative", "title": title, "scale": y_scale},
-                              "color": colour, "tooltip": tooltip}},
+                {"transform": [vectors], "mark": {"type": "line"},
+                 "encoding": {"x": x, "y": {"field": metric, "type": "quantitative", "title": title, "scale": y_scale},
+                              "color": colour}},
+                {"transform": [vectors], "mark": {"type": "point", "size": 70, "filled": True, "opacity": 0.95},
+                 "encoding": {"x": x, "y": {"field": metric, "type": "quantitative"}, "color": colour, "shape": shape,
+                              "tooltip": tooltip}},
                 {"transform": [{"filter": "datum.kind === 'baseline'"}],
                  "mark": {"type": "rule", "strokeDash": [5, 4], "color": GREY},
                  "encoding": {"y": {"field": metric, "type": "quantitative"},
                               "tooltip": [{"field": "label", "type": "nominal", "title": "baseline"},
                                           {"field": metric, "type": "quantitative", "format": ".3f"}]}},
                 {"transform": [{"filter": "datum.kind === 'baseline'"}],
-                 "mark": {"type": "text", "align": "left", "dx": 3, "dy": -6, "color": GREY, "fontSize": 10},
-                 "encoding": {"y": {"field": metric, "type": "quantitative"}, "x": {"value": 0},
+                 "mark": {"type": "text", "align": "right", "dx": -3, "dy": -6, "color": GREY, "fontSize": 10},
+                 "encoding": {"y": {"field": metric, "type": "quantitative"}, "x": {"value": "width"},
                               "text": {"field": "label"}}},
             ],
         }
@@ -80,6 +90,7 @@ def sweep_rows(frame: Any) -> list[dict]:
             row[key] = None if value is None or (isinstance(value, float) and value != value) else value
         if row["layer"] is not None:
             row["layer"] = int(row["layer"])
+            row["x"] = row["layer"] + OFFSETS.get(str(row["method"]), 0.0)
         if row["l0"] is not None:
             row["l0"] = int(row["l0"])
         rows.append(row)
@@ -99,7 +110,7 @@ def features_spec(*, width: int = 320, bar: int = 18) -> dict:
         "mark": {"type": "bar", "cursor": "pointer"},
         "encoding": {
             "y": {"field": "name", "type": "nominal", "sort": {"field": "weight", "order": "descending"},
-                  "title": None, "axis": {"labelLimit": 260}},
+                  "title": None, "axis": {"labelLimit": 200}},
             "x": {"field": "weight", "type": "quantitative", "title": "weight (activation)"},
             "color": {"field": "role", "type": "nominal", "title": None,
                       "scale": {"domain": list(ROLE_COLOURS), "range": list(ROLE_COLOURS.values())},

@@ -26,7 +26,7 @@ import math
 import numbers
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -151,7 +151,8 @@ def task_features(model: Any, sae: Any, prompts: Any, *, layer: int | None = Non
                   vector: Any = None, eval_prompts: Any = None, position: str = "separator", insert: str = "replace",
                   l0: int = 40, lam: float = 0.03, lr: float = 1e-2, steps: int = 1000, patience: int = 100,
                   answer_tokens: int = 3, prepend_bos: bool | None = None, batch_size: int = 64,
-                  progress: bool = True, remote: Any = False) -> TaskFeatures:
+                  progress: bool = True, remote: Any = False, on_step: Callable[[dict], None] | None = None,
+                  ) -> TaskFeatures:
     """The task vector of ``prompts`` at the SAE's layer as a sparse set of SAE features.
 
     ``prompts``: ``sw.icl_prompts(pairs, shots=..., n=...)`` (with answers: cleanup trains on
@@ -160,7 +161,8 @@ def task_features(model: Any, sae: Any, prompts: Any, *, layer: int | None = Non
     result is measured on (default: the training prompts). ``l0``: ITO's target. ``lam``, ``lr``,
     ``steps``, ``patience``, ``answer_tokens``: cleanup's settings (``CleanupSettings``).
     ``insert``: how the reconstruction enters the model ("replace" the residual at the last
-    separator, or "add" to it). ``progress``: a tqdm bar over cleanup's steps.
+    separator, or "add" to it). ``progress``: a tqdm bar over cleanup's steps; ``on_step`` gets each
+    step's record (a widget's progress).
     """
     binding = bind(model, sae)
     model, sae = binding.model, binding.sae
@@ -196,7 +198,8 @@ def task_features(model: Any, sae: Any, prompts: Any, *, layer: int | None = Non
         features, recon = code.features, code.reconstruction
     else:
         features, recon, history, n_steps = cleanup(model, sae, target, train, settings, insert=insert, bos=bos,
-                                                    batch_size=batch_size, progress=progress, remote=remote)
+                                                    batch_size=batch_size, progress=progress, remote=remote,
+                                                    on_step=on_step)
     seconds = time.perf_counter() - started
     result = TaskFeatures(features, method, recon, target, sae, True, layer=binding.layer, insert=insert,
                           vector=vector, history=history, steps=n_steps, seconds=seconds, prepend_bos=bos)
@@ -209,9 +212,11 @@ def task_features(model: Any, sae: Any, prompts: Any, *, layer: int | None = Non
 
 def cleanup(model: Any, sae: Any, target: torch.Tensor, prompts: Sequence[ICLPrompt], settings: CleanupSettings, *,
             insert: str = "replace", bos: bool = False, batch_size: int = 64, progress: bool = True,
-            remote: Any = False) -> tuple[dict[int, float], torch.Tensor, Any, int]:
+            remote: Any = False, on_step: Callable[[dict], None] | None = None,
+            ) -> tuple[dict[int, float], torch.Tensor, Any, int]:
     """Gradient cleanup of ``target`` (see the module doc). Returns the features {f: act},
-    the reconstruction, the history (a DataFrame) and the number of steps taken."""
+    the reconstruction, the history (a DataFrame) and the number of steps taken. ``on_step``
+    gets each step's record (step, nll, l1, loss, l0) and may raise to stop the run."""
     import pandas as pd
 
     layer = sae.hook.layer
@@ -242,6 +247,8 @@ def cleanup(model: Any, sae: Any, target: torch.Tensor, prompts: Sequence[ICLPro
             l1 = acts.sum()
             l1_value, l0 = float(l1.detach()), int((acts.detach() > 0).sum())
             records.append({"step": step, "nll": nll, "l1": l1_value, "loss": nll + settings.lam * l1_value, "l0": l0})
+            if on_step is not None:
+                on_step({**records[-1], "steps": settings.steps})
             if l0 < best:
                 best, since = l0, 0
             else:

@@ -61,6 +61,25 @@ class LayerSweep:
         """An altair chart: NLL and accuracy against the layer, a line per method, baselines dashed."""
         return altair_chart(self.figure())
 
+    def with_row(self, method: str, layer: int, nll: float, accuracy: float, l0: int | None = None,
+                 vector: Any = None, code: Any = None) -> "LayerSweep":
+        """A copy with one more measurement (e.g. a cleanup run later), replacing one of the same
+        method and layer."""
+        import pandas as pd
+
+        frame = self.frame[~((self.frame["method"] == method) & (self.frame["layer"] == layer))]
+        row = pd.DataFrame([{"method": method, "label": METHOD_LABELS.get(method, method), "layer": layer, "nll": nll,
+                             "accuracy": accuracy, "l0": l0, "kind": "vector"}])
+        frame = pd.concat([frame, row.astype(frame.dtypes.to_dict())], ignore_index=True)
+        methods = self.methods if method in self.methods else (*self.methods, method)
+        order = [m for m in SWEEP_METHODS if m in methods] + [m for m in methods if m not in SWEEP_METHODS]
+        vectors, codes = dict(self.vectors), dict(self.codes)
+        if vector is not None:
+            vectors[(method, layer)] = vector
+        if code is not None:
+            codes[(method, layer)] = code
+        return LayerSweep(frame, tuple(order), vectors, codes, dict(self.settings))
+
     def best(self, method: str = "task_vector", metric: str = "accuracy") -> Any:
         """The row of ``method`` with the best ``metric`` (highest accuracy, lowest NLL)."""
         rows = self.frame[self.frame["method"] == method]
@@ -108,14 +127,16 @@ def layer_sweep(model: Any, sae: Any, prompts: Any, eval_prompts: Any = None, *,
                 methods: Sequence[str] = SWEEP_METHODS, position: str = "separator", insert: str = "replace",
                 l0: int = 40, lam: float = 0.03, lr: float = 1e-2, steps: int = 1000, patience: int = 100,
                 answer_tokens: int | None = None, cleanup_tokens: int = 3, prepend_bos: bool | None = None,
-                batch_size: int = 64, progress: bool = True, remote: Any = False) -> LayerSweep:
+                batch_size: int = 64, progress: bool = True, remote: Any = False,
+                cleaned: Mapping[int, TaskFeatures] | None = None) -> LayerSweep:
     """Task vectors of ``prompts`` extracted and inserted at each layer, scored on ``eval_prompts``.
 
     ``sae``: an SAE (or several, or ``{layer: SAE}``, or None for task vectors only): the SAE
     methods run at its layer. ``eval_prompts``: zero-shot prompts with answers (default: the
     queries of ``prompts`` asked zero-shot). ``layers``: default every block. ``answer_tokens``:
     the answer tokens the reported NLL counts (default all); ``cleanup_tokens`` those cleanup
-    trains on. Cleanup's other settings as in ``sw.task_features``.
+    trains on. Cleanup's other settings as in ``sw.task_features``; ``cleaned={layer: TaskFeatures}``
+    gives cleanup results already computed (``sw.task_features``) instead of running it again.
     """
     model = load_model(model)
     saes = sae_layers(model, sae)
@@ -151,7 +172,10 @@ def layer_sweep(model: Any, sae: Any, prompts: Any, eval_prompts: Any = None, *,
         if "ito" in methods:
             codes[("ito", layer)] = code = decompose(s, tv, "ito", l0=min(int(l0), s.d_sae), include_bias=True)
             inserted[("ito", layer)] = code.direction
-        if "cleanup" in methods:
+        if "cleanup" in methods and cleaned and layer in cleaned:
+            codes[("cleanup", layer)] = code = cleaned[layer]
+            inserted[("cleanup", layer)] = code.direction
+        elif "cleanup" in methods:
             features, recon, history, n = cleanup(model, s, tv.vector, [p.zero_shot() for p in items], settings,
                                                   insert=insert, bos=bos, batch_size=batch_size, progress=progress,
                                                   remote=remote)
