@@ -173,6 +173,16 @@ class TaskSession:
                                           **options)
         return data.features
 
+    def set_prompts(self, name: str, few_shot: Any, zero_shot: Any) -> None:
+        """Use these prompts for ``name`` (``sw.icl_prompts``: few-shot ones for the task vector,
+        zero-shot ones with answers to score), e.g. those an analysis in the notebook used."""
+        from ..tasks.prompts import as_prompts, with_answers
+
+        few = with_answers(as_prompts(few_shot), "few_shot")
+        zero = with_answers(as_prompts(zero_shot), "zero_shot")
+        name = self.check_task(name)
+        self._data[name] = TaskData(name, self._pairs[name], few, zero)
+
     def set_features(self, name: str, features: TaskFeatures) -> None:
         """Use a cleanup result computed elsewhere (``sw.task_features``) for ``name``."""
         if not isinstance(features, TaskFeatures):

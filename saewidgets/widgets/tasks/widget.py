@@ -51,7 +51,8 @@ class TaskExplorer(anywidget.AnyWidget):
             the organism, else a few from the literature (``saewidgets.tasks.builtin``).
         task: the task shown first (default the first). A typed task (the view's text box, or
             ``add_task``) joins the list.
-        features, sweep: results computed elsewhere for the first task (``sw.task_features``,
+        prompts, features, sweep: for the first task, the prompts to use, ``(few_shot, zero_shot)``
+            (``sw.icl_prompts``), and results computed on them (``sw.task_features``,
             ``sw.layer_sweep``), used instead of computing them again.
         shots, n_prompts, n_eval, n_show, seed: the prompts (``n_prompts`` prompts of ``shots``
             shots for the task vector, ``n_eval`` zero-shot prompts scored, ``n_show`` completed).
@@ -82,7 +83,8 @@ class TaskExplorer(anywidget.AnyWidget):
     error = t.Unicode("").tag(sync=True)
 
     def __init__(self, model: Any, sae: Any = None, tasks: Mapping[str, Any] | None = None, task: str | None = None, *,
-                 features: TaskFeatures | None = None, sweep: LayerSweep | None = None, shots: int = 6,
+                 prompts: tuple[Any, Any] | None = None, features: TaskFeatures | None = None,
+                 sweep: LayerSweep | None = None, shots: int = 6,
                  n_prompts: int = 16, n_eval: int = 32, n_show: int = 8, seed: int = 0,
                  cleanup: Mapping[str, Any] | None = None, explanations: Any = None, explorer: Any = None,
                  on_open: Callable[[int], None] | None = None, position: str = "separator", insert: str = "replace",
@@ -96,6 +98,10 @@ class TaskExplorer(anywidget.AnyWidget):
         if not names:
             raise ValueError("no tasks: pass tasks={name: [(x, y), ...]}")
         task = names[0] if task is None else self.session.check_task(task)
+        if prompts is not None:
+            if not isinstance(prompts, (tuple, list)) or len(prompts) != 2:
+                raise ValueError("prompts must be (few_shot, zero_shot): two lists of sw.icl_prompts(...)")
+            self.session.set_prompts(task, *prompts)
         if features is not None:
             self.session.set_features(task, features)
         if sweep is not None:
