@@ -247,6 +247,7 @@ def test_cleanup_only_drops_features_and_its_result_is_what_it_inserts(organism,
     start = set((sae.encode_pre(tv.vector) > 0).nonzero().flatten().tolist())  # TopK: every positive pre-activation
     assert len(start) > sae.k and set(tf.features) <= start and int(tf.history["l0"].iloc[0]) == len(start)
     assert tf.steps == len(tf.history) == 6 and list(tf.history.columns) == ["step", "nll", "l1", "loss", "l0"]
+    assert "ReLU of the pre-activations" in tf.extra["activation"]  # TopK: said, not hidden
     assert all(math.isfinite(v) for v in tf.history["loss"])
     expected = sum(w * sae.W_dec[f].detach() for f, w in tf.features.items()) + sae.b_dec.detach()
     torch.testing.assert_close(tf.direction.vector, expected, atol=1e-5, rtol=1e-5)
@@ -320,6 +321,24 @@ def test_layer_sweep_rows_are_the_single_measurements(organism, category):
     # without an SAE: task vectors only
     plain = sw.layer_sweep(model, None, few, zero, layers=[1], progress=False)
     assert set(plain.frame["method"]) == {"zero_shot", "few_shot", "task_vector"}
+
+
+def test_every_run_takes_nnsights_remote_path(organism, category):
+    """remote="local" serialises each request as NDIF would: the reductions run inside the trace
+    (Read.fn) and the same numbers come back."""
+    model, sae = organism
+    few = sw.icl_prompts(category, shots=3, n=4, seed=15)
+    zero = sw.icl_prompts(category, shots=0, n=5, seed=16)
+    local, remote = sw.task_vector(model, few, 2, prepend_bos=True), sw.task_vector(model, few, 2, prepend_bos=True,
+                                                                                     remote="local")
+    torch.testing.assert_close(local.vector, remote.vector)
+    a, b = sw.evaluate_task_vector(model, local, zero), sw.evaluate_task_vector(model, local, zero, remote="local")
+    assert (a.nll, a.accuracy) == (b.nll, b.accuracy)
+    c1 = sw.task_features(model, sae, few, steps=3, lr=0.05, progress=False)
+    c2 = sw.task_features(model, sae, few, steps=3, lr=0.05, progress=False, remote="local")
+    assert c1.history["nll"].tolist() == pytest.approx(c2.history["nll"].tolist()) and c1.features == pytest.approx(c2.features)
+    r1, r2 = feature_roles(model, sae, c1, few, zero), feature_roles(model, sae, c1, few, zero, remote="local")
+    assert r1.equals(r2)
 
 
 # -- random GPT-2 and Llama layouts -----------------------------------------------------------------

@@ -129,6 +129,15 @@ def activation_fn(sae: Any):
     return torch.relu
 
 
+def activation_name(sae: Any) -> str:
+    """What ``activation_fn`` applies, in words (a TopK SAE's cleanup is not capped at k)."""
+    if sae.architecture == "jumprelu":
+        return "JumpReLU (the SAE's thresholds)"
+    if sae.architecture == "topk":
+        return f"ReLU of the pre-activations (not the TopK encoder, whose L0 is capped at k={sae.k})"
+    return "ReLU"
+
+
 def initial_theta(sae: Any, vector: torch.Tensor) -> torch.Tensor:
     """Cleanup's start: the encoder's pre-activations of the task vector (gated SAEs: their
     activations where the gate is open, the gate's pre-activation (<= 0) elsewhere)."""
@@ -201,7 +210,8 @@ def task_features(model: Any, sae: Any, prompts: Any, *, layer: int | None = Non
                                                     batch_size=batch_size, progress=progress, remote=remote,
                                                     on_step=on_step)
     seconds = time.perf_counter() - started
-    result = TaskFeatures(features, method, recon, target, sae, True, layer=binding.layer, insert=insert,
+    extra = {"activation": activation_name(sae)} if method == "cleanup" else {}
+    result = TaskFeatures(features, method, recon, target, sae, True, extra=extra, layer=binding.layer, insert=insert,
                           vector=vector, history=history, steps=n_steps, seconds=seconds, prepend_bos=bos)
     evaluation = evaluate_task_vector(model, result.direction, evaluate_on, layer=binding.layer, insert=insert,
                                       answer_tokens=answer_tokens, prepend_bos=bos, batch_size=batch_size,

@@ -194,7 +194,7 @@ class TaskExplorer(anywidget.AnyWidget):
     @t.validate("selected")
     def _valid_selected(self, proposal):
         value = [int(f) for f in proposal["value"]]
-        known = set(self.features.get("rows") and [r["feature"] for r in self.features["rows"]] or [])
+        known = {r["feature"] for r in self.features.get("rows") or []}
         if getattr(self, "_ready", False) and known and not set(value) <= known:
             self.error = f"features {sorted(set(value) - known)} are not among the task's features {sorted(known)}"
             return self.selected
