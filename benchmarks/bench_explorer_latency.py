@@ -20,7 +20,6 @@ import os
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,7 +97,7 @@ def run_browser(root: Path, home: Path, code: str, tokens: int, positions: list[
             "ex",
             # the baseline, in the same kernel: direct sw.steer calls for the scales the slider chose
             "import time\n"
-            f"scales = [entry['features'][-1][1] for entry in ex._results.values()][-{len(positions)}:]\n"
+            f"scales = [entry['features'][-1][1] for entry in ex.session.generations()][-{len(positions)}:]\n"
             "times = []\n"
             "for s in scales:\n"
             "    t0 = time.perf_counter()\n"

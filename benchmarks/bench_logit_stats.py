@@ -130,7 +130,7 @@ def baselines(n_random: int = 4096) -> None:
         rows = torch.randn(n_random, binding.d_model, generator=torch.Generator().manual_seed(1))
         for cosine in (False, True):
             st = sw.logit_stats(binding, rows, k=0, cosine=cosine, progress=False)
-            q = lambda col: np.quantile(st[col], [0.001, 0.999])  # noqa: E731
+            q = lambda col: np.quantile(st[col], [0.001, 0.999])  # noqa: E731, B023
             fixed = pd.Series(feature_kinds(st["skew"], st["kurtosis"], fixed_thresholds())).value_counts().to_dict()
             t = st.attrs["kind_thresholds"]
             name = label + (" cos" if cosine else "")

@@ -5,9 +5,9 @@ x 768, vocab 50257), the tiny test BPE tokenizer (ids fit the vocabulary), a ran
 layer 6. All rows are measured in the same run:
 
 - one generation: a single patched row (the unit of cost);
-- batched: ``sw.self_explain`` with 32 scales, one generation of 34 rows (32 scales plus the
-  zero and baseline reference rows) after a one-row prompt trace;
-- sequential: the same call with ``batch_size=1``: the same 34 rows, one generation each.
+- batched: ``sw.self_explain`` with 32 scales, one generation of 35 rows (32 scales plus the
+  three reference rows: zero vector, mean embedding, nothing patched) after a one-row prompt trace;
+- sequential: the same call with ``batch_size=1``: the same 35 rows, one generation each.
 
     python benchmarks/bench_self_explain.py [--quick] [--device cpu|cuda]
 
@@ -29,11 +29,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/ (hook references, organism build)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import saewidgets as sw  # noqa: E402
 from saewidgets.self_explanation.explain import self_explain  # noqa: E402
-from saewidgets.self_explanation.runs import patched_generate  # noqa: E402
+from saewidgets.engine import Decoding, Edit, Read, Row, generate  # noqa: E402
 from saewidgets.self_explanation.prompts import build_prompt  # noqa: E402
 from tiny_models import random_sae, tiny_tokenizer  # noqa: E402
 
@@ -138,10 +137,12 @@ def main() -> None:
     n = args.max_new_tokens
     common = dict(max_new_tokens=n, progress=False)
     prompt = build_prompt(model.tokenizer, "meaning")
-    layout = sw.bind(model, sae).layout
+    ids = prompt.input_ids.tolist()
+    patch = Edit(1, sae.W_dec[0].detach() * 40, op="replace", positions=prompt.positions)
+    reads = [Read("probe", 11), Read("logits", site="logits")]
 
-    def one_generation():
-        return patched_generate(model, layout, prompt.input_ids, prompt.positions, sae.W_dec[:1].detach() * 40, 1, 11, n)
+    def one_generation():  # one patched row, read like a sweep's row
+        return generate(model, [Row(ids, (patch,))], Decoding(max_new_tokens=n, prepend_bos=False), reads)
 
     def batched():
         return self_explain(model, sae, 3, **common)
@@ -160,12 +161,12 @@ def main() -> None:
     assert a["generated"].tolist() == b["generated"].tolist(), "batched and sequential disagree"
     rows = [
         ("one generation (1 row)", t_one, c_one, 1),
-        ("batched: 32 scales, 1 call (34 rows)", t_batched, c_batched, 34),
-        ("sequential: 32 scales, 34 calls of 1 row", t_sequential, c_sequential, 34),
+        ("batched: 32 scales, 1 call (35 rows)", t_batched, c_batched, 35),
+        ("sequential: 32 scales, 35 calls of 1 row", t_sequential, c_sequential, 35),
     ]
     if not args.quick:
         t_many, c_many, _ = timed(many_features, repeats)
-        rows.append((f"batched: {n_features} features x 32 scales, 1 call", t_many, c_many, 2 + 32 * n_features))
+        rows.append((f"batched: {n_features} features x 32 scales, 1 call", t_many, c_many, 3 + 32 * n_features))
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     print(f"GPT-2-small-shaped random model (12 x 768, vocab 50257), prompt {prompt.length} tokens, "
           f"{n} new tokens, greedy; device {args.device} ({device}), torch threads {torch.get_num_threads()}, "

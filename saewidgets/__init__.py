@@ -12,7 +12,12 @@ from typing import Any
 
 from .core import SAE, Binding, HookPoint, ModelLayout, bind, load_model, load_sae, save_sae
 
-__version__ = "0.1.0"
+try:  # the installed distribution's version (pyproject.toml), one source of truth
+    from importlib.metadata import PackageNotFoundError, version
+
+    __version__ = version("saewidgets")
+except PackageNotFoundError:  # a source tree on sys.path without an install
+    __version__ = "0+unknown"
 
 
 def _ship_by_value() -> None:

@@ -235,27 +235,31 @@ def test_stale_generation_is_cancelled_mid_stream(explorer):
     assert final["id"] > first and final["max_new_tokens"] == 5 and len(final["steered"]["tokens"]) == 5
 
 
-def test_bad_inputs_report_in_the_widget_and_keep_the_state(explorer):
+BAD_INPUTS = [
+    ("feature", 64, "out of range"), ("feature", 3.5, "integer"), ("feature", "3", "integer"),
+    ("scale", math.nan, "finite"), ("scale", 1e9, "within"), ("scale", "big", "number"),
+    ("prompt", "   ", "empty"), ("prompt", 5, "text"),
+    ("max_new_tokens", 0, "number of tokens"), ("max_new_tokens", 10**6, "1 to 512"), ("max_new_tokens", 2.5, "whole"),
+    ("temperature", -1.0, "temperature"), ("temperature", math.inf, "temperature"),
+    ("seed", -1, "seed"), ("seed", 2**64, "seed"), ("seed", 1.5, "seed"),
+    ("token_class", "no such class", "unknown token class"), ("rank_by", "size", "unknown ranking"),
+    ("steering", [{"feature": 99, "scale": 1.0}], "out of range"), ("steering", [{"feature": 1, "scale": math.nan}], "finite"),
+]
+
+
+def test_bad_inputs_raise_from_python_and_show_from_the_view_keeping_the_state(explorer):
     ex = explorer
     before = dict(ex.generation)
-    ex.feature = 64
-    assert "out of range" in ex.error and ex.feature == 3
-    ex.set_state({"feature": 1000})  # the same, coming from the view
-    assert ex.feature == 3 and "1000" in ex.error
-    ex.scale = math.nan
-    assert ex.scale == 0.0 and "finite" in ex.error
-    ex.prompt = "   "
-    assert ex.prompt == PROMPT and "empty" in ex.error
-    ex.max_new_tokens = 0
-    assert ex.max_new_tokens == 6 and "number of tokens" in ex.error
-    ex.temperature = -1.0
-    assert ex.temperature == 0.0 and "temperature" in ex.error
-    ex.token_class = "no such class"
-    assert ex.token_class == "starts_with_space" and "unknown token class" in ex.error
-    ex.steering = [{"feature": 99, "scale": 1.0}]
-    assert ex.steering == [] and "out of range" in ex.error
+    state = {name: getattr(ex, name) for name, _, _ in BAD_INPUTS}
+    for name, value, message in BAD_INPUTS:
+        with pytest.raises(ValueError, match=message):  # from Python: a clear ValueError, nothing changes
+            setattr(ex, name, value)
+        assert getattr(ex, name) == state[name] and ex.error == ""
+        ex.set_state({name: value})  # the same, coming from the view: the banner, the last good value
+        assert getattr(ex, name) == state[name] and message in ex.error, (name, value, ex.error)
+        ex.error = ""
     assert ex.generation == before  # nothing regenerated
-    ex.scale = 1.0  # a valid change clears the error and works
+    ex.scale = 1.0  # a valid change works
     assert ex.error == "" and ex.generation["features"] == [[3, 1.0]]
 
 
@@ -588,3 +592,29 @@ def test_steer_waits_for_the_model_lock(pair):
         direct(pair, {3: 1.0}, n=2)  # the holder itself may steer
     assert done.wait(60)
     worker.join()
+
+
+def test_a_running_sweep_never_delays_a_steering_generation(pair):
+    """The sweep runs in small batches and lets a pending steering generation go first between them."""
+    model, sae = pair
+    ex = sw.FeatureExplorer(model, sae, feature=3, prompt=PROMPT, max_new_tokens=3, debounce=0.0,
+                            auto_self_explain=False,
+                            self_explain_options={"max_new_tokens": 3, "scales": [0.05 * i for i in range(96)]})
+    try:
+        go_live(ex)
+        assert ex.wait(30)
+        seen: list[tuple[str, str]] = []
+        ex.observe(lambda c: seen.append(("generation", c["new"].get("status", ""))), "generation")
+        ex.observe(lambda c: seen.append(("sweep", c["new"].get("status", ""))), "self_explanation")
+        ex._handle_custom_msg({"type": "self_explain"}, [])  # the panel's button: a long sweep starts
+        deadline = time.monotonic() + 30
+        while not ex._explain_runner.busy and time.monotonic() < deadline:  # wait until the sweep runs
+            time.sleep(0.01)
+        ex.scale = 2.0  # the user moves the slider while the sweep runs
+        assert ex.wait(120)
+        done_generation = seen.index(("generation", "done"))
+        done_sweep = seen.index(("sweep", "done"))
+        assert done_generation < done_sweep, seen
+    finally:
+        ex.close()
+

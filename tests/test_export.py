@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 import saewidgets as sw
 from saewidgets.export import offline_html, save_gallery

@@ -77,15 +77,21 @@ def test_chart_is_small_vega_lite_with_tooltips(binding):
     rows = next(iter(spec["datasets"].values()))
     assert 0 < len(rows) <= 60 * len(hist["labels"]) and len(rows) == len(histogram_frame(hist))
     assert sum(r["count"] for r in rows) == binding.vocab_size
-    assert {t["field"] for t in spec["encoding"]["tooltip"]} == {"range", "class", "count"}
+    assert {t["field"] for t in spec["encoding"]["tooltip"]} == {"group", "start", "end", "count"}
     assert spec["encoding"]["color"]["scale"]["domain"] == hist["labels"]
     assert spec["background"] == "transparent"
+    # one spec: the explorer's histogram spec for the same counts
+    from saewidgets.logit_lens.charts import histogram_payload
+
+    payload = histogram_payload(hist, hist.get("feature"), "token_type")
+    assert {k: spec[k] for k in ("mark", "data")} == {k: payload["spec"][k] for k in ("mark", "data")}
+    assert spec["encoding"] == payload["spec"]["encoding"]
     vlc.vegalite_to_vega(spec)  # compiles offline
 
 
 def test_chart_from_model_arguments_overlay_log(binding):
     with alt.data_transformers.enable("default", max_rows=5000):
-        chart = sw.logit_histogram_chart(binding, feature=4, classes="starts_with_space", stack=False, log_scale=True, bins=30)
+        chart = sw.logit_histogram_chart(binding, feature=4, classes="starts_with_space", yscale="symlog", bins=30)
         spec = chart.to_dict()
     assert spec["encoding"]["y"]["stack"] is None and spec["encoding"]["y"]["scale"]["type"] == "symlog"
     assert spec["title"].startswith("Feature 4")

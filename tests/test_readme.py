@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+MAIN_EXPORT = "python -m saewidgets.export notebooks/quickstart.ipynb --execute -o build/quickstart.html"
 
 
 def _tour() -> str:
@@ -23,6 +24,7 @@ def test_readme_commands_match_ci():
     ci = (README.parent / ".ci" / "run").read_text()
     assert "python3 -m pytest" in text and ci.strip().endswith("python3 -m pytest")
     assert 'pip install torch==2.13.0 && pip install -e ".[dev]"' in text
+    assert MAIN_EXPORT in text  # the page tests/browser/test_readme_page.py opens offline
 
 
 def test_readme_tour_runs(tmp_path, monkeypatch):

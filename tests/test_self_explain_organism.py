@@ -76,7 +76,7 @@ def test_names_concept_matcher():
 
 def test_concept_features_with_the_papers_method(organism):
     model, sae, concepts, features = organism
-    df = sw.self_explain(model, sae, features=features, max_new_tokens=4, progress=False)
+    df = sw.self_explain(model, sae, features=features, max_new_tokens=4, progress=False, defaults=False)
     hits = explained(df, concepts, features)
     print(f"self-explanation, paper's method: {len(hits)}/{len(concepts)} concepts named: {hits}")
     assert len(hits) >= required(concepts, features, 0)
@@ -95,3 +95,25 @@ def test_concept_features_with_a_layer_map(organism):
     print(f"self-explanation with a layer map: {len(hits)}/{len(concepts)} concepts named: {hits}")
     assert len(hits) >= required(concepts, features, 1)
     assert len(hits) >= TARGET * len(concepts)
+
+
+def test_the_organisms_shipped_settings_name_most_concepts_by_default(organism):
+    """sw.organism() attaches its fitted layer map: a plain sw.self_explain (what a plain
+    FeatureExplorer runs) names >= 8 of 10 concepts, never with a default answer."""
+    model, sae, concepts, features = organism
+    df = sw.self_explain(model, sae, features=features, progress=False)
+    assert df.attrs["mapped"] and df.attrs["layer"] == 0
+    hits = explained(df, concepts, features)
+    print(f"self-explanation with the organism's defaults: {len(hits)}/{len(concepts)} concepts named: {hits}")
+    assert len(hits) >= 8
+    for f in features:
+        chosen = df[(df["feature"] == f) & df["chosen"]].iloc[0]
+        text = df.attrs["chosen_explanation"][f]
+        assert text == "" or not chosen["default_answer"]
+        assert text not in {df.attrs["unpatched_explanation"], df.attrs["zero_explanation"]} - {""} or text == ""
+    explorer = sw.FeatureExplorer(model, sae, feature=features[0], max_new_tokens=2)
+    try:
+        panel = explorer.self_explanation
+        assert panel["mapped"] and panel["explanation"] == df.attrs["chosen_explanation"][features[0]]
+    finally:
+        explorer.close()

@@ -2,10 +2,11 @@
 import "./styles.css";
 import { renderExplorer } from "./explorer/view.js";
 import { renderTasks } from "./tasks/view.js";
+import { renderChart } from "./chart.js";
 import { widgetStore } from "./explorer/store.js";
 import { snapshotModel } from "./standalone/snapshot.js";
 
-const VIEWS = { explorer: renderExplorer, tasks: renderTasks };
+const VIEWS = { explorer: renderExplorer, chart: renderChart, tasks: renderTasks };
 
 function render({ model, el }) {
   const kind = model.get("_kind");
@@ -14,6 +15,7 @@ function render({ model, el }) {
     el.textContent = `saewidgets: no view named ${JSON.stringify(String(kind))}`;
     return undefined;
   }
+  if (kind !== "explorer") return view(el, widgetStore(model)); // charts draw their spec, nothing to answer
   // Precomputed results (explorer.snapshot) answer the view when no kernel does.
   const snapshot = snapshotModel(model);
   const cleanup = view(el, widgetStore(snapshot.model));

@@ -187,7 +187,7 @@ class Direction:
     def __mul__(self, weight: Any) -> "Direction":
         if isinstance(weight, Direction) or not isinstance(weight, numbers.Real):
             return NotImplemented
-        return self.scaled(weight)
+        return self.scaled(float(weight))
 
     __rmul__ = __mul__
 

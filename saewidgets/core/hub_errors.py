@@ -72,9 +72,9 @@ def hub_failure(error: BaseException) -> HubFailure | None:
     for e in chain:
         status = getattr(getattr(e, "response", None), "status_code", None)
         if isinstance(e, hub.HfHubHTTPError) and isinstance(status, int):
-            kind = {401: "unauthorised", 403: "forbidden", 429: "rate_limited"}.get(status)
-            if kind or status >= 500:
-                return HubFailure(kind or "hub_down", f"HTTP {status}")
+            code = {401: "unauthorised", 403: "forbidden", 429: "rate_limited"}.get(status)
+            if code or status >= 500:
+                return HubFailure(code or "hub_down", f"HTTP {status}")
     if any(_is_network_error(e) for e in chain):
         return HubFailure("offline" if offline else "unreachable", detail)
     local_miss = getattr(hub, "LocalEntryNotFoundError", ())

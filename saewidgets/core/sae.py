@@ -5,7 +5,7 @@ from __future__ import annotations
 import numbers
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -124,14 +124,18 @@ class SAE(nn.Module):
         self.normalize_activations = normalize_activations
         self.hook = hook if isinstance(hook, HookPoint) or hook is None else HookPoint.parse(hook)
         self.metadata = dict(metadata or {})
-        like = dict(dtype=W_enc.dtype if W_enc.is_floating_point() else torch.float32, device=W_enc.device)
+        like: dict[str, Any] = dict(dtype=W_enc.dtype if W_enc.is_floating_point() else torch.float32, device=W_enc.device)
         weight = lambda value, length, name: _vector(value, length, name, like)  # noqa: E731
         self.W_enc = nn.Parameter(W_enc.detach().to(**like).clone(), requires_grad=False)
         self.W_dec = nn.Parameter(W_dec.detach().to(**like).clone(), requires_grad=False)
         self.b_enc = nn.Parameter(weight(b_enc, d_sae, "b_enc"), requires_grad=False)
         self.b_dec = nn.Parameter(weight(b_dec, d_in, "b_dec"), requires_grad=False)
         self.k: int | None = None
-        self.threshold = self.b_gate = self.r_mag = self.b_mag = None
+        # Set for the architectures that use them (typed Any: nn.Module attributes, None otherwise).
+        self.threshold: Any = None
+        self.b_gate: Any = None
+        self.r_mag: Any = None
+        self.b_mag: Any = None
         if architecture == "jumprelu":
             if threshold is None:
                 raise ValueError("a jumprelu SAE needs a threshold tensor of length d_sae")
@@ -199,7 +203,7 @@ class SAE(nn.Module):
         if self.architecture == "jumprelu":
             return torch.relu(pre) * (pre > self.threshold)
         if self.architecture == "topk":
-            values, indices = pre.topk(self.k, dim=-1)
+            values, indices = pre.topk(int(self.k or 0), dim=-1)
             return torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
         magnitude = torch.relu(sae_in @ (self.W_enc * self.r_mag.exp()) + self.b_mag)
         return (pre > 0).to(magnitude.dtype) * magnitude

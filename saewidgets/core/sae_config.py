@@ -176,7 +176,7 @@ def normalise_config(cfg: dict[str, Any]) -> dict[str, Any]:
     k = cfg.get("k")
     if k is None:
         k = cfg.get("activation_fn_kwargs", {}).get("k")
-    arch = cfg.get("architecture") or ("topk" if activation == "topk" else None)
+    arch: Any = cfg.get("architecture") or ("topk" if activation == "topk" else None)
     arch = {"relu": "standard", "jump_relu": "jumprelu", "top_k": "topk"}.get(arch, arch)
     if arch == "standard" and activation == "topk":  # SAELens < 5 spelt TopK this way
         arch = "topk"
@@ -240,6 +240,6 @@ def json_value(value: Any) -> Any:
         items = [json_value(item) for item in value]
         return None if any(i is None and v is not None for i, v in zip(items, value)) else items
     if isinstance(value, Mapping) and all(isinstance(key, str) for key in value):
-        items = {key: json_value(item) for key, item in value.items()}
-        return None if any(items[k] is None and value[k] is not None for k in value) else items
+        entries = {key: json_value(item) for key, item in value.items()}
+        return None if any(entries[k] is None and value[k] is not None for k in value) else entries
     return None

@@ -277,7 +277,8 @@ def _torch_device(device: Any) -> torch.device:
         if parsed.type not in ("cpu", "meta"):
             torch.empty(0, device=parsed)  # reachable? (torch asserts when built without CUDA)
     except (RuntimeError, ValueError, AssertionError) as error:
-        raise ValueError(f"cannot put the SAE on device={device!r}: {str(error).rstrip('.')}. Use e.g. 'cpu' or an available 'cuda:0'") from error
+        reason = str(error).rstrip(".")
+        raise ValueError(f"cannot put the SAE on device={device!r}: {reason}. Use e.g. 'cpu' or an available 'cuda:0'") from error
     return parsed
 
 

@@ -149,9 +149,9 @@ def _add_edit(plan: Plan, r: int, edit: Edit, ids: list[int], width: int, rows: 
         if edit.op == "add":
             if plan.add_all is None:
                 plan.add_all = torch.zeros(rows, d)
-            plan.add_all[r] += vector
+            plan.add_all[r] = plan.add_all[r] + vector
         else:
-            if plan.replace_all is None:
+            if plan.replace_all is None or plan.replace_all_rows is None:
                 plan.replace_all, plan.replace_all_rows = torch.zeros(rows, d), torch.zeros(rows, dtype=torch.bool)
             plan.replace_all[r] = vector
             plan.replace_all_rows[r] = True
@@ -168,15 +168,16 @@ def _add_clamp(plan: Plan, r: int, edit: Edit, ids: list[int], width: int, rows:
         plan.clamp_sae = edit.sae
     elif plan.clamp_sae is not edit.sae:
         raise ValueError(f"clamps at {edit.site}[{edit.layer}] must all use the same SAE")
-    if edit.feature not in plan.clamp_features:
-        plan.clamp_features.append(int(edit.feature))
+    feature = int(edit.feature)  # type: ignore[arg-type]  # a clamp edit always has one (Edit checks)
+    if feature not in plan.clamp_features:
+        plan.clamp_features.append(feature)
         column = edit.vector.detach().float().cpu()[None]
         plan.clamp_decoder = column if plan.clamp_decoder is None else torch.cat([plan.clamp_decoder, column])
         for name in ("clamp_all", "clamp_at"):
             old = getattr(plan, name)
             if old is not None:
                 setattr(plan, name, torch.cat([old, torch.full((*old.shape[:-1], 1), float("nan"))], dim=-1))
-    j = plan.clamp_features.index(int(edit.feature))
+    j = plan.clamp_features.index(feature)
     k = len(plan.clamp_features)
     if edit.positions == "all":
         if plan.clamp_all is None:

@@ -59,7 +59,8 @@ class Decoding:
 
     def __post_init__(self) -> None:
         n, t, p, s = LIMITS["max_new_tokens"], LIMITS["temperature"], LIMITS["top_p"], LIMITS["seed"]
-        object.__setattr__(self, "max_new_tokens", check_int(self.max_new_tokens, "max_new_tokens", n["min"], n["max"]))
+        object.__setattr__(self, "max_new_tokens",
+                           check_int(self.max_new_tokens, "max_new_tokens", int(n["min"]), int(n["max"])))
         object.__setattr__(self, "temperature", check_float(self.temperature, "temperature (0 means greedy)", t["min"], t["max"]))
         if self.top_p is not None:
             object.__setattr__(self, "top_p", check_float(self.top_p, "top_p", p["min"], p["max"], open_lo=True))

@@ -136,7 +136,7 @@ def _point(model: Any, layout: Any, layer: int, site: str, n_layers: int) -> Any
 
 def _apply(plan: Plan, h: torch.Tensor, first: bool) -> None:
     """Write ``plan``'s edits into ``h`` (rows x positions x d) in place. ``first``: the prompt pass."""
-    if plan.replace_all is not None:
+    if plan.replace_all is not None and plan.replace_all_rows is not None:
         rows = plan.replace_all_rows.to(h.device)[:, None, None]
         h[:] = torch.where(rows, plan.replace_all.to(h.device, h.dtype)[:, None, :], h)
     if first and plan.replace_at is not None:
@@ -153,7 +153,7 @@ def _apply(plan: Plan, h: torch.Tensor, first: bool) -> None:
     if first and plan.clamp_at is not None:
         at = plan.clamp_at.to(h.device)
         targets = at if targets is None else torch.where(torch.isnan(at), targets, at)
-    if targets is not None:
+    if targets is not None and plan.clamp_decoder is not None:
         acts = plan.clamp_sae.encode(h)[..., plan.clamp_features].to(h.dtype)
         coeff = torch.where(torch.isnan(targets), torch.zeros_like(acts), targets.to(h.dtype) - acts)
         h[:] += coeff @ plan.clamp_decoder.to(h.device, h.dtype)
@@ -298,7 +298,7 @@ def trace(
             for read in batch.logit_reads:
                 values[read.name] = _read(read, logits, mask, offsets)
         result = nnsight.save({"grads": []})
-        if grad:
+        if loss is not None:
             total = loss(values)
             with total.backward():  # nnsight's backward pass, inside the trace (remote-ready)
                 pass

@@ -21,6 +21,7 @@ _LAZY = {
     "save_gallery": ".standalone",
     "save_explorer_html": ".standalone",
     "offline_html": ".notebook",
+    "MissingWidgetState": ".notebook",
     "OfflineHTMLExporter": ".notebook",
     "OfflineWidgetsPreprocessor": ".notebook",
     "take_snapshot": ".snapshot",

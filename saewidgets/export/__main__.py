@@ -16,16 +16,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("notebook", type=Path, help="the .ipynb file (save it with its widget state)")
     parser.add_argument("-o", "--output", type=Path, help="the HTML file to write (default: next to the notebook)")
+    parser.add_argument("--execute", action="store_true",
+                        help="run the notebook first (its widget state saved), then export what it shows")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per cell with --execute (default 600)")
     parser.add_argument("--all-anywidgets", action="store_true",
                         help="also inline other anywidget-based widgets (they must work without a kernel)")
     args = parser.parse_args(argv)
     output = args.output or args.notebook.with_suffix(".html")
-    try:
-        saved = offline_html(args.notebook, output, select="all" if args.all_anywidgets else "saewidgets")
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {saved}")
+    import warnings
+
+    from .notebook import MissingWidgetState
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MissingWidgetState)
+        try:
+            saved = offline_html(args.notebook, output, select="all" if args.all_anywidgets else "saewidgets",
+                                 execute=args.execute, timeout=args.timeout)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    for warning in caught:
+        if issubclass(warning.category, MissingWidgetState):
+            print(f"warning: {warning.message}", file=sys.stderr)
+    print(f"wrote {saved} (works offline: open it in a browser)")
     return 0
 
 

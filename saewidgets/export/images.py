@@ -48,7 +48,7 @@ def chart_bytes(chart: Any, fmt: str, *, scale: float = 2.0, ppi: float = 72) ->
 
     fmt = fmt.lower().lstrip(".")
     spec = xml_safe(vega_lite_spec(chart))
-    offline = {"allowed_base_urls": []}
+    offline: dict[str, Any] = {"allowed_base_urls": []}
     if fmt == "png":
         return vlc.vegalite_to_png(spec, scale=scale, ppi=ppi, **offline)
     if fmt == "svg":

@@ -8,7 +8,7 @@ notebook or an exported page answers the slider and the feature picker with no k
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import traitlets as t
 
@@ -17,6 +17,19 @@ from .saved import Saved
 
 class ExportMixin(t.HasTraits):
     """Export methods for FeatureExplorer (see ``saewidgets.export``)."""
+
+    if TYPE_CHECKING:  # provided by the widget this mixes into (FeatureExplorer)
+        histogram: dict
+        session: Any
+        feature: int
+
+        @property
+        def target(self) -> Any: ...
+
+        @property
+        def self_explanation_current(self) -> dict: ...
+
+        def hold_sync(self) -> Any: ...
 
     precomputed = t.Dict().tag(sync=True)
     precomputed_data = t.Bytes(b"").tag(sync=True)

@@ -61,8 +61,14 @@ class OfflineWidgetsPreprocessor(Preprocessor):
             for output in cell.get("outputs", [])
             if (model_id := (output.get("data", {}).get(WIDGET_VIEW_MIMETYPE) or {}).get("model_id")) in views
         ]
+        missing = [
+            output for cell in nb.get("cells", []) if cell.get("cell_type") == "code"
+            for output in cell.get("outputs", [])
+            if (model_id := (output.get("data", {}).get(WIDGET_VIEW_MIMETYPE) or {}).get("model_id"))
+            and model_id not in views and "saewidgets-static" in str(output.get("data", {}).get("text/html", ""))
+        ]
         for i, (output, view) in enumerate(found):
-            parts = [view_block(view)]
+            parts = [view_block(without_stale_error(view))]
             if i == 0:  # modules and the bootstrap once, with the first view
                 parts += [module_blocks([v for _, v in found]), bootstrap_block()]
             output["data"] = {"text/html": "\n".join(parts), "text/plain": output["data"].get("text/plain", "")}
@@ -80,7 +86,30 @@ class OfflineWidgetsPreprocessor(Preprocessor):
         _prune_widget_state(nb)
         resources["saewidgets_keep_widget_loader"] = "widgets" in nb.get("metadata", {})
         resources["saewidgets_views"] = len(found)
+        resources["saewidgets_missing_state"] = len(missing)
         return nb, resources
+
+
+MISSING_STATE = (
+    "{n} saewidgets view(s) in this notebook were saved without their widget state, so the page can only show "
+    "the static picture taken when each was first displayed, not the state you left. In JupyterLab turn on "
+    "Settings > Save Widget State Automatically (or run the command 'Save Widget State Automatically'), save the "
+    "notebook again and export it again; or let the exporter run it: python -m saewidgets.export NOTEBOOK --execute"
+)
+
+
+class MissingWidgetState(UserWarning):
+    """The notebook was saved without widget state: its saewidgets views export as static pictures."""
+
+
+def without_stale_error(view: Mapping) -> dict:
+    """A saved view with its error banner cleared: a shared page must not open on an old error."""
+    out = dict(view)
+    state = dict(out.get("state") or {})
+    if state.get("error"):
+        state["error"] = ""
+    out["state"] = state
+    return out
 
 
 VEGA = re.compile(r"application/vnd\.(vegalite|vega)\.v\d+\+json")
@@ -177,26 +206,34 @@ def _load(notebook: Any) -> tuple[Any, Path | None]:
 
 
 def offline_html(notebook: Any, path: str | Path | None = None, *, select: str = "saewidgets",
-                 other_widgets: str = "text") -> Saved | str:
+                 other_widgets: str = "text", execute: bool = False, timeout: int = 600) -> Saved | str:
     """Convert ``notebook`` (path or nbformat dict) to HTML that needs no kernel and no network.
 
     saewidgets views whose state the notebook saved (JupyterLab: Settings > Save Widget
     State Automatically; nbclient does it when it executes) render from that state,
     interactive within what they precomputed (``explorer.snapshot``). Other widgets (e.g.
     tqdm progress bars) show their text form (``other_widgets="keep"`` keeps them live,
-    through the CDN widget loader: that needs a network). Returns the HTML text, or
-    writes it to ``path`` and returns a ``Saved`` (path and size).
+    through the CDN widget loader: that needs a network). ``execute=True`` runs the notebook first
+    (nbclient, in its own folder, widget state saved), so the page shows the state the code leaves.
+    A notebook saved without widget state gives a ``MissingWidgetState`` warning saying what to do.
+    Returns the HTML text, or writes it to ``path`` and returns a ``Saved`` (path and size).
     """
     if select not in ("saewidgets", "all"):
         raise ValueError(f"select must be 'saewidgets' or 'all', got {select!r}")
     if other_widgets not in ("text", "keep"):
         raise ValueError(f"other_widgets must be 'text' or 'keep', got {other_widgets!r}")
     nb, source = _load(notebook)
+    if execute:
+        nb = execute_notebook(nb, source.parent if source else Path.cwd(), timeout)
     exporter = OfflineHTMLExporter()
     exporter.offline_widgets.select = select
     exporter.offline_widgets.other_widgets = other_widgets
     resources = {"metadata": {"name": source.stem if source else "notebook"}}
-    body, _ = exporter.from_notebook_node(nb, resources=resources)
+    body, out = exporter.from_notebook_node(nb, resources=resources)
+    if out.get("saewidgets_missing_state"):
+        import warnings
+
+        warnings.warn(MISSING_STATE.format(n=out["saewidgets_missing_state"]), MissingWidgetState, stacklevel=2)
     if path is None:
         return body
     path = Path(path)
@@ -204,3 +241,18 @@ def offline_html(notebook: Any, path: str | Path | None = None, *, select: str =
     data = body.encode("utf-8")
     path.write_bytes(data)
     return Saved(path, len(data))
+
+
+def execute_notebook(nb: Any, folder: Path, timeout: int = 600) -> Any:
+    """Run ``nb`` top to bottom in ``folder`` with nbclient, keeping the widget state (as saving it
+    in JupyterLab with widget state on would). A failing cell is a ValueError naming it."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    client = NotebookClient(nb, timeout=timeout, kernel_name=nb.metadata.get("kernelspec", {}).get("name", "python3"),
+                            resources={"metadata": {"path": str(folder)}}, store_widget_state=True)
+    try:
+        client.execute()
+    except CellExecutionError as error:
+        raise ValueError(f"running the notebook failed: {str(error).splitlines()[-1] if str(error) else error}") from error
+    return nb

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-CODES = {"f2": np.dtype("<f2"), "f4": np.dtype("<f4"), "u2": np.dtype("<u2"), "u4": np.dtype("<u4"),
+CODES: dict[str, Any] = {"f2": np.dtype("<f2"), "f4": np.dtype("<f4"), "u2": np.dtype("<u2"), "u4": np.dtype("<u4"),
          "i4": np.dtype("<i4")}
 
 
@@ -59,7 +59,8 @@ def unpack(value: Any, buffer: bytes | memoryview) -> Any:
     """``value`` with every array reference replaced by a list of numbers."""
     if is_ref(value):
         offset, length, code = value["$a"]
-        return np.frombuffer(buffer, dtype=CODES[code], count=length, offset=offset).astype(float if code.startswith("f") else int).tolist()
+        values = np.frombuffer(buffer, dtype=CODES[code], count=length, offset=offset)
+        return values.astype(float if code.startswith("f") else int).tolist()
     if isinstance(value, dict):
         return {k: unpack(v, buffer) for k, v in value.items()}
     if isinstance(value, list):

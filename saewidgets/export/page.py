@@ -68,7 +68,8 @@ def module_blocks(views: Iterable[Mapping], compress: bool = True) -> str:
             raise ValueError(f"the saved state of {wid or 'a widget'} has no _esm module source to inline")
         blocks.append(_module_block(wid, state["_esm"], compress))
         if state.get("_css"):
-            blocks.append(f'<script type="application/json" data-saewidgets-css="{html.escape(wid)}">{inline_json(state["_css"])}</script>')
+            css = inline_json(state["_css"])
+            blocks.append(f'<script type="application/json" data-saewidgets-css="{html.escape(wid)}">{css}</script>')
     return "\n".join(blocks)
 
 

@@ -96,14 +96,18 @@ class ExplorerReader:
         self.explorer = explorer
         self.session = explorer.session
 
+    def target(self, feature: int) -> Any:
+        """A feature index, or the explorer's raw direction for -1 (a direction explorer's item)."""
+        return self.explorer.target if feature == -1 else feature
+
     def scale_range(self, feature: int) -> dict:
-        return self.session.scale_range(feature)
+        return self.session.scale_range(self.target(feature))
 
     def feature_info(self, feature: int, token_class: str) -> dict:
-        return self.session.feature_info(feature, token_class)
+        return self.session.feature_info(self.target(feature), token_class)
 
     def histogram(self, feature: int, token_class: str) -> dict:
-        return self.session.histogram(feature, token_class)
+        return self.session.histogram(self.target(feature), token_class)
 
     def token_string(self, token: int) -> str:
         return self.session.token_string(token)
@@ -122,10 +126,10 @@ class ExplorerReader:
                     continue
                 out[f] = self.session.self_explanation(f)
             elif isinstance(how, Mapping):
-                out[f] = self.session.self_explanation(f, options=how)
+                out[f] = self.session.self_explanation(self.target(f), options=how)
             else:
-                out[f] = self.session.self_explanation(f)
-            out[f] = {**out[f], "precomputed": True}
+                out[f] = self.session.self_explanation(self.target(f))
+            out[f] = {**out[f], "feature": f, "precomputed": True}
         return out
 
 
@@ -155,7 +159,9 @@ def take_snapshot(
     start = time.perf_counter()
     reader = ExplorerReader(explorer)
     current = explorer.feature
-    chosen = list(dict.fromkeys([current, *(explorer.binding.check_features(features) if features is not None else [])]))
+    listed = [] if features is None else [f for f in (features if isinstance(features, (list, tuple)) else [features])
+                                            if not (f == -1 and current == -1)]  # -1: the explorer's direction
+    chosen = list(dict.fromkeys([current, *(explorer.binding.check_features(listed) if listed else [])]))
     classes = _classes(explorer, token_classes)
     grids = _grids(explorer, reader, chosen, None if scales is None else check_scales(scales), n_scales)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -288,8 +294,9 @@ def _steered_generations(explorer: Any, reader: ExplorerReader, grids: dict[int,
     out: dict[Any, Any] = {}
     bar = _progress(sum(len(v) for v in grids.values()), progress)
     for f, scales in grids.items():
-        request = session.request(explorer.prompt, decoding, list(explorer.steering), f, 0.0)
-        baseline, sides = session.steered_grid(request, f, scales, batch_size=batch_size)
+        target = reader.target(f)
+        request = session.request(explorer.prompt, decoding, list(explorer.steering), target, 0.0)
+        baseline, sides = session.steered_grid(request, target, scales, batch_size=batch_size)
         out["baseline"] = baseline
         out[f] = sides
         if bar is not None:

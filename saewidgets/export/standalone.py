@@ -6,7 +6,7 @@ import base64
 import copy
 import datetime as _dt
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from .packing import Packer, is_ref, unpack
 from .page import inline_json, module_blocks, standalone_page
@@ -121,7 +121,7 @@ def save_explorer_html(explorer: Any, path: str | Path, *, features: Any = None,
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"{path.name!r}: save_html writes HTML; give a path ending in .html")
-    chosen = explorer.binding.check_features(features) if features is not None else []
+    chosen = explorer.binding.check_features(features) if features is not None else []  # (-1: a direction explorer's own)
     wanted = list(dict.fromkeys([explorer.feature, *chosen]))
     if not covers(explorer, wanted, scales):
         summary = explorer.snapshot(scales=scales, features=wanted, **options)
@@ -133,7 +133,7 @@ def save_explorer_html(explorer: Any, path: str | Path, *, features: Any = None,
     subtitle = f"Saved {stamp} with saewidgets: works offline, with precomputed results (no kernel)."
     if gallery:
         order = list(dict.fromkeys(chosen)) or [int(k) for k in explorer.precomputed["items"]]
-        views = [feature_view(view, f, explorer.scale or None) for f in order]
+        views: list[Mapping] = [feature_view(view, f, explorer.scale or None) for f in order]
         headings = [_heading(v) for v in views]
         page = standalone_page(views, title=name, subtitle=subtitle, headings=headings)
     else:
@@ -142,7 +142,6 @@ def save_explorer_html(explorer: Any, path: str | Path, *, features: Any = None,
     data = page.encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-    state = view["state"]
     module = len(module_blocks([view]))
     snapshot = sum(len(inline_json(v["state"].get("precomputed", {}))) + sum(len(b["data"]) for b in v.get("buffers", []))
                    for v in views)
@@ -150,7 +149,7 @@ def save_explorer_html(explorer: Any, path: str | Path, *, features: Any = None,
                                    "rest": len(data) - module - snapshot})
 
 
-def _heading(view: dict) -> str:
+def _heading(view: Mapping) -> str:
     info = view["state"].get("feature_info") or {}
     feature = view["state"].get("feature")
     explanation = info.get("explanation")

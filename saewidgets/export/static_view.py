@@ -123,7 +123,8 @@ def static_explorer_html(state: Mapping, note: str = "") -> str:
         f'<div style="margin:4px 0">{stats}</div>'
         f'<div style="display:flex;gap:16px;flex-wrap:wrap;align-items:flex-start">'
         f"<div>{histogram_svg(state.get('histogram') or {})}</div>"
-        f"<div>{_token_table('Promoted', info.get('top_positive'))}{_token_table('Suppressed', info.get('top_negative'))}</div>"
+        f"<div>{_token_table('Promoted', info.get('top_positive') or [])}"
+        f"{_token_table('Suppressed', info.get('top_negative') or [])}</div>"
         f"</div>{_generation(state.get('generation') or {})}{self_block}"
         f'<p style="color:#5f6368;font-size:11px;margin:8px 0 0">Static picture of a saewidgets FeatureExplorer '
         f"as it was displayed. {esc(note)} Run the notebook for the live widget, or export it with "

@@ -22,6 +22,19 @@ Y_TITLES = {"sqrt": "tokens (square-root scale)", "linear": "tokens", "log": "to
 LIGHT = {"text1": "#1f1f1f", "text2": "#555555", "border": "#c8c8c8", "grid": "#e8e8e8", "background": "white"}
 
 
+def histogram_payload(raw: Mapping[str, Any], feature: int | None, token_class: Any,
+                      yscale: str = "sqrt") -> dict:
+    """The compact histogram of ``sw.logit_histogram`` (edges, counts per class) with its spec."""
+    edges = [float(e) for e in raw["edges"]]
+    counts = raw["counts"]
+    series = [{"name": str(name), "counts": [int(c) for c in counts[name]]} for name in raw["labels"]]
+    xlabel = "cosine with unembedding" if raw.get("cosine") else "logit weight"
+    payload: dict[str, Any] = {"feature": feature, "class": token_class, "edges": edges, "series": series,
+                               "xlabel": xlabel, "yscale": yscale}
+    payload["spec"] = histogram_spec(payload)
+    return payload
+
+
 def series_colours(names: list[str]) -> list[str]:
     """A class against the rest: blue against grey; more classes: a categorical palette, "other" grey."""
     if len(names) == 2:
@@ -102,11 +115,13 @@ def theme_config(colours: Mapping[str, str] = LIGHT) -> dict:
     }
 
 
-def themed(spec: Mapping[str, Any], datasets: Mapping[str, list] | None = None, colours: Mapping[str, str] = LIGHT) -> dict:
-    """``spec`` ready to render outside the view: a theme's ``config`` and background, its datasets."""
+def themed(spec: Mapping[str, Any], datasets: Mapping[str, list] | None = None, colours: Mapping[str, str] = LIGHT,
+           *, transparent: bool = False) -> dict:
+    """``spec`` ready to render outside the view: a theme's ``config`` and background (``transparent``:
+    none, for notebooks, whose chart view adds the page's theme), its datasets."""
     out = dict(spec)
     out["config"] = {**theme_config(colours), **dict(spec.get("config") or {})}
-    out["background"] = colours["background"]
+    out["background"] = "transparent" if transparent else colours["background"]
     if datasets:
         out["datasets"] = {**dict(spec.get("datasets") or {}), **{k: list(v) for k, v in datasets.items()}}
     return out
@@ -115,3 +130,4 @@ def themed(spec: Mapping[str, Any], datasets: Mapping[str, list] | None = None, 
 def histogram_figure(payload: Mapping[str, Any], **options: Any) -> dict:
     """The histogram spec with its data and the light theme (images, the static picture)."""
     return themed(histogram_spec(payload, **options), {DATASET: histogram_rows(payload)})
+

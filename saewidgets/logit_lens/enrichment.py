@@ -84,7 +84,7 @@ def enrichment(
             block = weights.cpu().numpy()
             # blocks of a few rows: their arrays stay small enough for malloc to reuse (no page faults)
             starts = range(0, block.shape[0], RANK_BLOCK)
-            ranked = pool.map(lambda i: rank_scores(block[i : i + RANK_BLOCK], members, sides=sides), starts)
+            ranked = pool.map(lambda i: rank_scores(block[i : i + RANK_BLOCK], members, sides=sides), starts)  # noqa: B023
             for start, result in zip(starts, ranked):
                 target = slice(rows.start + start, rows.start + start + result.es.shape[0])
                 scores.es[target], scores.u[target], scores.tie_term[target] = result.es, result.u, result.tie_term

@@ -17,7 +17,6 @@ from .core import NOT_GIVEN, resolve
 from ..tokens.classes import TokenClasses
 from ..tokens.classes import token_classes as build_token_classes
 
-_GREY = "#8a8f98"  # readable on white and on dark notebook themes
 
 
 def logit_histogram(
@@ -95,66 +94,35 @@ def logit_histogram_chart(
     *,
     classes: str | Sequence[str] | None = "starts_with_space",
     bins: int = 60,
-    stack: bool = True,
-    log_scale: bool = False,
+    yscale: str = "sqrt",
     width: int = 420,
     height: int = 180,
     title: str | None = None,
     **kwargs: Any,
 ):
-    """An altair bar chart of ``logit_histogram``: bars per bin, coloured by class.
+    """The logit histogram split by token class, as a chart: the explorer's own Vega-Lite spec
+    (``saewidgets.logit_lens.charts.histogram_spec``) with its data, drawn offline by the package's
+    bundled Vega in notebooks (no CDN) and by vl-convert in images (``chart.save("x.png")``).
 
-    Give a histogram dict, or the arguments of ``logit_histogram``. ``stack``
-    stacks the classes (else overlays them, translucent); ``log_scale`` uses a
-    symlog count axis (for overlays: stacked bars on a log axis mislead). Only
-    bin counts are sent (at most bins x labels rows), the background is
-    transparent and texts are mid-grey, so it reads in light and dark themes.
+    Give a histogram dict, or the arguments of ``logit_histogram`` (a feature index or an
+    ``sw.Direction``). ``yscale``: "sqrt" (default: small classes stay visible), "linear" or
+    "symlog"; classes are layered, not stacked. Only bin counts travel (bins x classes rows).
     """
-    import altair as alt
+    from ..chart import Chart
+    from .charts import DATASET, Y_TITLES, histogram_payload, histogram_rows, histogram_spec, themed
 
+    if yscale not in Y_TITLES:
+        raise ValueError(f"yscale must be one of {sorted(Y_TITLES)}, got {yscale!r}")
     if isinstance(hist_or_model, dict):
         hist = hist_or_model
     else:
         hist = logit_histogram(hist_or_model, sae, feature, classes=classes, bins=bins, **kwargs)
-    frame = histogram_frame(hist)
-    if len(frame) > 5000:
-        raise ValueError(f"{len(frame)} bars are too many for one chart: use fewer bins or classes")
-    value_title = "cosine with unembedding" if hist.get("cosine") else "logit weight"
-    color = alt.Color(
-        "class:N",
-        scale=alt.Scale(domain=hist["labels"], scheme="tableau10"),
-        sort=hist["labels"],
-        legend=alt.Legend(title=None, orient="top"),
-    )
-    y_scale = alt.Scale(type="symlog") if log_scale else alt.Undefined
-    chart = (
-        alt.Chart(frame)
-        .mark_bar(opacity=1.0 if stack else 0.6, binSpacing=0)
-        .encode(
-            x=alt.X("start:Q", bin="binned", title=value_title),
-            x2="end:Q",
-            y=alt.Y("count:Q", stack="zero" if stack else None, scale=y_scale, title="tokens"),
-            color=color,
-            order=alt.Order("order:Q"),
-            tooltip=[
-                alt.Tooltip("range:N", title="bin"),
-                alt.Tooltip("class:N", title="class"),
-                alt.Tooltip("count:Q", title="tokens"),
-            ],
-        )
-        .properties(width=width, height=height, background="transparent")
-    )
-    if title is None and hist.get("feature") is not None:
-        title = f"Feature {hist['feature']}: {value_title}s over the vocabulary"
-    if title:
-        chart = chart.properties(title=title)
-    return (
-        chart.configure_axis(labelColor=_GREY, titleColor=_GREY, gridColor=_GREY, gridOpacity=0.25,
-                             domainColor=_GREY, tickColor=_GREY)
-        .configure_legend(labelColor=_GREY, titleColor=_GREY)
-        .configure_title(color=_GREY, anchor="start", fontWeight="normal")
-        .configure_view(stroke=None)
-    )
+    label = hist.get("feature")
+    payload = histogram_payload(hist, label if isinstance(label, int) else None, classes, yscale=yscale)
+    if title is None and isinstance(label, int):
+        title = f"Feature {label}: {payload['xlabel']}s over the vocabulary"
+    spec = histogram_spec(payload, width=width, height=height, title=title)
+    return Chart(themed(spec, {DATASET: histogram_rows(payload)}, transparent=True))
 
 
 def histogram_frame(hist: dict) -> pd.DataFrame:

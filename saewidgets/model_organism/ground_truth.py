@@ -11,7 +11,8 @@ import pandas as pd
 DATA_DIR = Path(__file__).parent / "data"
 MODEL_DIR = DATA_DIR / "model"
 SAE_DIR = DATA_DIR / "sae"
-CORPUS_FILE = "corpus.jsonl.gz"  # held-out documents from the build's generator, one JSON string a line
+CORPUS_FILE = "corpus.jsonl.gz"
+LAYER_MAP_FILE = "self_explain_layer_map.safetensors"  # sw.self_explain's default for the organism's SAE  # held-out documents from the build's generator, one JSON string a line
 
 
 @dataclass

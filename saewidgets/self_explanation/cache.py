@@ -57,7 +57,7 @@ def model_fingerprint(model: Any, layout: Any) -> str:
     (the first values of the embedding and of the unembedding) keeps their caches apart.
     """
     module = model._module
-    config = getattr(module, "config", None)
+    config: Any = getattr(module, "config", None)
     parts = [model_id(model), config.to_json_string() if hasattr(config, "to_json_string") else ""]
     for name in ("embed", "unembed"):
         weight = getattr(layout.part(module, name), "weight", None)
@@ -147,7 +147,8 @@ def entry_problem(entry: Any, key: str, expected: dict | None = None) -> str | N
                 return f"{name}[{i}] is {value}, not a finite number"
     if expected and [float(s) for s in scales] != expected["scales"]:
         first = next(i for i, (a, b) in enumerate(zip(scales, expected["scales"])) if float(a) != b)
-        return f"its scales differ from the ones asked for (scales[{first}] is {scales[first]}, expected {expected['scales'][first]})"
+        wanted = expected["scales"][first]
+        return f"its scales differ from the ones asked for (scales[{first}] is {scales[first]}, expected {wanted})"
     return None
 
 

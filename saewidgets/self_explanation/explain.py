@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -58,6 +58,7 @@ def self_explain(
     remote: Any = False,
     cache_dir: Any = None,
     progress: bool = True,
+    between_batches: Callable[[], None] | None = None,
 ) -> pd.DataFrame:
     """Have the model explain ``feature`` (or ``features=[...]``) over a sweep of scales.
 
@@ -117,6 +118,8 @@ def self_explain(
         remote: passed to nnsight (``True`` for NDIF, ``"local"`` to test serialisation).
         cache_dir: folder for the JSON cache (default: ``$SAEWIDGETS_CACHE`` if set, else
             no cache; ``False``: off).
+        between_batches: called before each batch of rows (the model is free then); the explorer
+            passes one that waits while a steering generation is pending, or raises to stop.
     """
     if features is not None:
         if feature is not None:
@@ -185,7 +188,7 @@ def self_explain(
         item.path = cache.entry_path(folder, item.tag, item.key)
         item.entry = cache.load_entry(item.path, item.key)
 
-    _run_missing(setup, prompt, items, baseline, decoding, batch_size, remote, progress)
+    _run_missing(setup, prompt, items, baseline, decoding, batch_size, remote, progress, between_batches)
     df = _assemble(setup, prompt, items, reference_norm, failure)
     df.attrs["mapped"] = layer_map is not None
     return df
@@ -260,12 +263,12 @@ class _Item:
     label: Any
     tag: str
     direction: torch.Tensor
-    inject: torch.Tensor | None = None  # what is patched in: the direction, or its map
-    scales: np.ndarray | None = None
+    inject: Any = None  # what is patched in: the direction, or its map (a tensor once set up)
+    scales: Any = None  # np.ndarray once set up
     min_scale: float = 0.0
     key: str = ""
     path: Any = None
-    entry: dict | None = None
+    entry: Any = None  # the cache entry (a dict) once computed or loaded
 
 
 def _feature_items(setup: _Setup, feature: Any) -> list[_Item]:
@@ -351,7 +354,8 @@ class _References:
 
 
 def _run_missing(setup: _Setup, prompt: SelfExplainPrompt, items: list[_Item], baseline: torch.Tensor,
-                 decoding: Decoding, batch_size: int, remote: Any, progress: bool) -> None:
+                 decoding: Decoding, batch_size: int, remote: Any, progress: bool,
+                 between_batches: Callable[[], None] | None = None) -> None:
     """Generate every row not in the cache, in chunks of ``batch_size`` rows; save per feature.
 
     The first rows of the first chunk are the references (zero vector, baseline, nothing
@@ -378,6 +382,8 @@ def _run_missing(setup: _Setup, prompt: SelfExplainPrompt, items: list[_Item], b
                disable=not progress)
     try:
         for start in range(0, len(vectors), batch_size):
+            if between_batches is not None:
+                between_batches()
             rows = [Row(ids, () if v is None else (Edit(setup.layer, v, op="replace", positions=prompt.positions),))
                     for v in vectors[start:start + batch_size]]
             try:
@@ -453,9 +459,9 @@ def _assemble(setup: _Setup, prompt: SelfExplainPrompt, items: list[_Item], refe
     frames, chosen_scale, chosen_text, failed, best_texts = [], {}, {}, {}, {}
     for item in items:
         entry = item.entry
-        scales = np.asarray(entry["scales"], dtype=float)
-        selfsim = np.asarray(entry["self_similarity"], dtype=float)
-        ce = np.asarray(entry["cross_entropy"], dtype=float)
+        scales = np.asarray(entry["scales"], dtype=np.float64)
+        selfsim = np.asarray(entry["self_similarity"], dtype=np.float64)
+        ce = np.asarray(entry["cross_entropy"], dtype=np.float64)
         explanations = [cut_explanation(text, prompt.stop) for text in entry["generated"]]
         defaults = _default_answers(entry, prompt.stop)
         default = np.array([not text or text in defaults for text in explanations])
@@ -560,6 +566,7 @@ def _one_feature(df: pd.DataFrame, feature: Any) -> pd.DataFrame:
 
 def self_explanation_chart(df: pd.DataFrame, current_scale: float | None = None, feature: Any = None):
     """Metric curves against scale (altair), the chosen scale (dashed) and ``current_scale`` marked."""
+    from ..chart import Chart
     from .chart import self_explanation_chart as chart
 
-    return chart(df, current_scale=current_scale, feature=feature)
+    return Chart(chart(df, current_scale=current_scale, feature=feature).to_dict())

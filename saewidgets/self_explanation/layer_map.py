@@ -46,6 +46,31 @@ class LayerMap:
         data = self.matrix.detach().to("cpu", torch.float64).contiguous().numpy().tobytes()
         return hashlib.sha256(data).hexdigest()[:16] + f"-{self.source}-{self.target}"
 
+    def save(self, path: Any) -> None:
+        """Write the map as safetensors (the matrix; source, target, r2 and n_tokens as metadata)."""
+        from safetensors.torch import save_file
+
+        meta = {"source": str(self.source), "target": str(self.target), "r2": repr(float(self.r2)),
+                "n_tokens": str(self.n_tokens), "format": "saewidgets.LayerMap/1"}
+        save_file({"matrix": self.matrix.detach().float().cpu().contiguous()}, str(path), metadata=meta)
+
+    @classmethod
+    def load(cls, path: Any) -> "LayerMap":
+        """Read a map written by ``save`` (safetensors: no pickle)."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+            if meta.get("format") != "saewidgets.LayerMap/1" or "matrix" not in handle.keys():
+                raise ValueError(f"{path} is not a saewidgets LayerMap file (LayerMap.save writes one)")
+            matrix = handle.get_tensor("matrix")
+        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or not torch.isfinite(matrix).all():
+            raise ValueError(f"{path}: the map's matrix must be a finite square matrix, got shape {tuple(matrix.shape)}")
+        try:
+            return cls(matrix, int(meta["source"]), int(meta["target"]), float(meta["r2"]), int(meta["n_tokens"]))
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"{path}: damaged LayerMap metadata ({error})") from None
+
 
 def residual_point(binding: Binding) -> int:
     """The residual point an SAE reads: its layer for resid_pre, the next for resid_post."""

@@ -171,7 +171,7 @@ def _tokenize(tokenizer: Any, text: str, spans: list, add_special_tokens: bool) 
         return list(enc["input_ids"]), positions
     # Slow tokenizers have no offsets: tokenise the pieces between placeholders separately.
     ids: list[int] = []
-    positions: list[int] = []
+    positions = []
     if add_special_tokens:
         ids = list(tokenizer.build_inputs_with_special_tokens([]))
     cursor = 0

@@ -13,9 +13,11 @@ def check_scale(value: Any) -> float:
     """A steering scale: a finite number within the shared limit (limits.json)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"the steering scale must be a number, got {value!r}")
-    from ..steering import check_scale as shared
-
-    return shared(value, "the slider")
+    scale, limit = float(value), LIMITS["scale"]["max_abs"]
+    if not math.isfinite(scale) or abs(scale) > limit:
+        raise ValueError(f"the steering scale must be a finite number within ±{limit:g}, got {value!r} "
+                         "(the previous scale is kept)")
+    return scale
 
 
 def check_prompt(value: Any) -> str:
@@ -48,6 +50,8 @@ def check_decoding(max_new_tokens: Any, temperature: Any, seed: Any) -> None:
 
 
 def check_choice(value: Any, choices: Sequence[str], what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"the {what} must be one of {list(choices)}, got {value!r}")
     if value not in choices:
         raise ValueError(f"unknown {what} {value!r}; choose one of {list(choices)}")
     return value
@@ -57,6 +61,13 @@ def check_bins(bins: Any) -> int:
     if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or not 5 <= int(bins) <= 500:
         raise ValueError(f"bins must be a whole number from 5 to 500, got {bins!r}")
     return int(bins)
+
+
+def check_entries(binding: Any, entries: Any) -> list[dict]:
+    """The extra steering entries: a list of ``{"feature": f, "scale": s}`` or ``(f, s)``."""
+    if not isinstance(entries, (list, tuple)):
+        raise ValueError(f"steering must be a list of {{'feature': f, 'scale': s}} entries, got {type(entries).__name__}")
+    return [check_entry(binding, entry) for entry in entries]
 
 
 def check_entry(binding: Any, entry: Any) -> dict:
@@ -74,6 +85,7 @@ def normalise_explanations(explanations: Any, n_features: int) -> dict[int, str]
     """``{feature: text}`` from a dict or a DataFrame (columns feature/index + explanation/description)."""
     if explanations is None:
         return {}
+    pairs: Any
     if hasattr(explanations, "columns"):  # a DataFrame
         frame = explanations
         text_col = next((c for c in ("explanation", "description", "text") if c in frame.columns), None)

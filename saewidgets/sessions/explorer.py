@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ..core.binding import Binding
 from ..core.direction import Direction
 from ..engine import Decoding
-from ..steering import Continuation, steer, steer_variants, steering_direction
+from ..steering import steer, steer_variants, steering_direction
 from . import checks
 from .generation import GenerationView, LRUCache, Side, side_from_ids
 from .lens import FeatureLens, default_class, search_features, title as binding_title
@@ -153,7 +153,9 @@ class ExplorerSession:
 
     def _index(self, target: Target) -> int:
         if isinstance(target, Direction):
-            return int(target.feature_index)
+            if target.feature_index is None:
+                raise ValueError(f"{target.name!r} is not one SAE feature")
+            return target.feature_index
         return self.binding.check_feature(target)
 
     # -- steering ---------------------------------------------------------------------------
@@ -166,6 +168,10 @@ class ExplorerSession:
         else:
             feature = self._index(target)
         return SteerRequest(prompt, steering_features(feature, scale, entries), decoding, direction, float(scale))
+
+    def generations(self) -> list[dict]:
+        """The finished generations this session holds (oldest first), as the ``generation`` JSON."""
+        return self._results.values()
 
     def cached_generation(self, request: SteerRequest) -> dict | None:
         return self._results.get(request.key)
@@ -237,10 +243,12 @@ class ExplorerSession:
         return not isinstance(target, Direction) or self._is_own_feature(target)
 
     # -- self-explanation -------------------------------------------------------------------
-    def self_explanation(self, target: Target, options: Mapping[str, Any] | None = None) -> dict:
-        """The self-explanation panel's JSON for ``target`` (one sweep, cached unless ``options``)."""
+    def self_explanation(self, target: Target, options: Mapping[str, Any] | None = None,
+                         between_batches: Callable[[], None] | None = None) -> dict:
+        """The self-explanation panel's JSON for ``target`` (one sweep, cached unless ``options``).
+        ``between_batches`` runs between its batches (the explorer lets steering go first there)."""
         key = self._index(target) if self._is_feature_target(target) else target
-        return self.explainer.compute(key, options=options)
+        return self.explainer.compute(key, options=options, between_batches=between_batches)
 
     def cached_self_explanation(self, target: Target) -> dict | None:
         key = self._index(target) if self._is_feature_target(target) else target

@@ -18,7 +18,7 @@ class Side:
     """One continuation (baseline or steered) as tokens and log-probabilities."""
 
     tokens: list[str] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
+    logprobs: list[float | None] = field(default_factory=list)
     ended: bool = False  # the last token is an end-of-sequence token
 
     def add(self, token: str, logprob: float | None) -> None:

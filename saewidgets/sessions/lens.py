@@ -14,12 +14,11 @@ import re
 from typing import Any, Callable, Mapping
 
 import numpy as np
-import torch
 
 from ..core.binding import Binding
 from ..core.direction import Direction
 from ..engine import Read, Row, trace
-from ..logit_lens.charts import histogram_spec
+from ..logit_lens.charts import histogram_payload
 
 TOP_TOKENS = 10  # promoted / suppressed tokens shown for a feature
 LABEL_TOKENS = 3  # top tokens used as a feature's label in lists
@@ -66,19 +65,18 @@ class FeatureLens:
             raise ValueError("give exactly one of: tokens, words=[...], regex='...', ids=[...]")
         if name in GROUP_CHOICES:
             raise ValueError(f"{name!r} is a built-in split; choose another class name")
+        pattern: Any = regex
         if tokens is not None:
-            if isinstance(tokens, str):
-                regex = tokens
-            elif isinstance(tokens, re.Pattern):
-                regex = tokens
+            if isinstance(tokens, (str, re.Pattern)):
+                pattern = tokens
             else:
                 items = list(tokens.tolist() if hasattr(tokens, "tolist") else tokens)
                 if items and all(isinstance(x, str) for x in items):
                     words = items
                 else:
                     ids = items
-        if regex is not None:
-            self.classes.add_regex(name, regex)
+        if pattern is not None:
+            self.classes.add_regex(name, pattern)
         elif words is not None:
             self.classes.add_words(name, words)
         else:
@@ -105,8 +103,12 @@ class FeatureLens:
         raw = isinstance(feature, Direction)
         row = logit_stats(self.binding, features=feature if raw else [feature], k=TOP_TOKENS, progress=False).iloc[0]
         stats = {name: row[name] for name in ("std", "skew", "kurtosis", "mean")}
-        stats["norm" if raw else "decoder norm"] = feature.norm() if raw else self.decoder_norm(feature)
-        score = self.direction_enrichment(feature, token_class) if raw else self.enrichment_score(feature, token_class)
+        if isinstance(feature, Direction):
+            stats["norm"] = feature.norm()
+            score = self.direction_enrichment(feature, token_class)
+        else:
+            stats["decoder norm"] = self.decoder_norm(feature)
+            score = self.enrichment_score(feature, token_class)
         if score is not None:
             stats[f"enrichment: {token_class}"] = score
         return {
@@ -138,7 +140,8 @@ class FeatureLens:
         """Median norm of the residual stream at the hook over a reference sentence."""
         if self._reference_norm is None:
             binding = self.binding
-            read = Read("norms", binding.layer, binding.site, positions="all", fn=lambda h, mask: h[0].norm(dim=-1))
+            read = Read("norms", binding.layer, binding.site,  # type: ignore[arg-type]  # a checked HookPoint site
+                        positions="all", fn=lambda h, mask: h[0].norm(dim=-1))
             try:
                 run = trace(binding.model, [Row(REFERENCE_TEXT)], [read], remote=self.remote)
                 norms = run.reads["norms"].detach().float()
@@ -246,18 +249,6 @@ def repr_token(token: str) -> str:
     return "'" + token.replace("\n", "\\n") + "'"
 
 
-def histogram_payload(raw: Mapping[str, Any], feature: int, token_class: str) -> dict:
-    """``{feature, class, edges, series: [{name, counts}], xlabel}`` from ``sw.logit_histogram``."""
-    edges = [float(e) for e in raw["edges"]]
-    counts = raw["counts"]
-    series = [{"name": str(name), "counts": [int(c) for c in counts[name]]} for name in raw["labels"]]
-    xlabel = "cosine with unembedding" if raw.get("cosine") else "logit weight"
-    payload = {"feature": feature, "class": token_class, "edges": edges, "series": series, "xlabel": xlabel,
-               "yscale": "sqrt"}
-    payload["spec"] = histogram_spec(payload)
-    return payload
-
-
 def search_features(query: str, labels: Mapping[int, list[str]], explanations: Mapping[int, str],
                     limit: int = 30) -> list[list]:
     """Features whose top tokens or explanation match ``query`` (case-insensitive).
@@ -337,7 +328,8 @@ def title(binding: Binding) -> str:
     from ..core.model import model_id
 
     sae = binding.sae
-    return f"{model_name(model_id(binding.model))} · SAE {sae.architecture} {sae.d_sae} features at {binding.site}[{binding.layer}]"
+    where = f"{binding.site}[{binding.layer}]"
+    return f"{model_name(model_id(binding.model))} · SAE {sae.architecture} {sae.d_sae} features at {where}"
 
 
 def default_class(names: list[str]) -> str:

@@ -36,6 +36,7 @@ CURRENT_DATA = "sw_current"  # the chart's named dataset for the slider's row (s
 CURRENT_COLOUR = "#e45756"
 RESERVED = ("model", "sae", "feature", "features", "progress", "remote")
 CHART_WIDTH, CHART_HEIGHT = 165, 62
+YIELDING_BATCH = 12  # rows per batch of a sweep that lets steering generations run between batches
 
 
 def n_parameters(model: Any) -> int:
@@ -48,8 +49,16 @@ def n_parameters(model: Any) -> int:
 
 
 def auto_default(model: Any) -> bool:
-    """Explain each feature automatically only for models up to ``AUTO_MAX_PARAMETERS``."""
-    return n_parameters(model) <= AUTO_MAX_PARAMETERS
+    """Explain each feature automatically on an accelerator, or on the CPU for models up to
+    ``AUTO_MAX_PARAMETERS`` (a sweep of a GPT-2-small-sized model takes about a minute on 2 CPU
+    cores); otherwise the panel offers a button."""
+    from ..core.model import model_device
+
+    try:
+        on_accelerator = model_device(model).type not in ("cpu", "meta")
+    except Exception:  # an unusual model: judge by size alone
+        on_accelerator = False
+    return on_accelerator or n_parameters(model) <= AUTO_MAX_PARAMETERS
 
 
 def check_options(options: Any) -> dict:
@@ -107,7 +116,8 @@ class SelfExplanations:
             hit = self._sweeps.get(self._key(target))
         return hit[0]
 
-    def compute(self, target: Any, options: Mapping[str, Any] | None = None) -> dict:
+    def compute(self, target: Any, options: Mapping[str, Any] | None = None,
+                between_batches: Callable[[], None] | None = None) -> dict:
         """The sweep of ``target`` (a feature index or an ``sw.Direction``; one batched generation),
         cached. ``options`` (e.g. a snapshot's) override the explorer's ``sw.self_explain`` options
         for this sweep only; such sweeps are not cached."""
@@ -119,7 +129,10 @@ class SelfExplanations:
 
         merged = {**self.options, **check_options({k: v for k, v in (options or {}).items() if k != "progress"})}
         start = time.perf_counter()
-        df = self_explain(self.binding, features=[target], progress=False, remote=self.remote, **merged)
+        if between_batches is not None:  # small batches, so that steering can run between them
+            merged.setdefault("batch_size", YIELDING_BATCH)
+        df = self_explain(self.binding, features=[target], progress=False, remote=self.remote,
+                          between_batches=between_batches, **merged)
         self.runs += 1
         label = df["feature"].iloc[0]
         payload = self.payload(df, label, time.perf_counter() - start, mapped=df.attrs.get("mapped"))

@@ -196,7 +196,7 @@ def steer(
     steering = bool(vector.any())
     rows = [] if reused is not None else [Row(p) for p in prompts]
     if steering:
-        edit = Edit(binding.layer, vector, site=binding.site)
+        edit = Edit(binding.layer, vector, site=binding.site)  # type: ignore[arg-type]  # a checked HookPoint site
         rows += [Row(p, (edit,)) for p in prompts]
     first_steered = 0 if reused is not None else (n if steering else 0)
     runs: list[Continuation] = []
@@ -251,7 +251,8 @@ def steer_variants(
             raise ValueError(f"steering direction {i} overflows (inf): use smaller scales")
     wanted = [i for i, v in enumerate(vectors) if bool(v.any())]
     rows = ([] if baseline is not None else [Row(prompts[0])]) + [
-        Row(prompts[0], (Edit(binding.layer, vectors[i], site=binding.site),)) for i in wanted]
+        Row(prompts[0], (Edit(binding.layer, vectors[i], site=binding.site),))  # type: ignore[arg-type]
+        for i in wanted]
     out: list[Continuation] = []
     with tqdm(total=len(rows), desc="steering", unit="row", disable=not progress) as bar:
         for start in range(0, len(rows), batch_size):

@@ -336,7 +336,7 @@ class TokenClasses(Mapping):
         bodies = [t.lstrip(" ") for t in texts]
         self._is_text, self._bodies = is_text, bodies
 
-        def mask(fn: Callable[[str], bool]) -> np.ndarray:
+        def mask(fn: Callable[..., bool]) -> np.ndarray:
             return np.fromiter((bool(is_text[i] and fn(b)) for i, b in enumerate(bodies)), dtype=bool, count=n)
 
         space = np.fromiter((t.startswith(" ") for t in texts), dtype=bool, count=n) & ~self.vocab.is_special

@@ -31,7 +31,7 @@ from .sae import TopKSAE
 from .train_sae import SAEConfig, train_sae
 from .vocab import CONCEPTS, HELD_OUT
 
-from saewidgets.model_organism.ground_truth import CORPUS_FILE, DATA_DIR  # the shipped build
+from saewidgets.model_organism.ground_truth import CORPUS_FILE, DATA_DIR  # noqa: E402  (the shipped build)
 LAYER = 2
 HOOK_NAME = f"blocks.{LAYER}.hook_resid_pre"
 MODEL_NAME = "saewidgets-organism"
@@ -140,6 +140,8 @@ def build(out: Path, seed: int, lm_cfg: LMConfig, sae_cfg: SAEConfig, reuse_lm: 
     record["build"]["seconds_total"] = time.time() - start + lm_info.get("seconds_lm_reused", 0.0)
     (out / "ground_truth.json").write_text(json.dumps(record, indent=1) + "\n")
     write_corpus_sample(out)
+    record["metrics"]["self_explanation"] = write_self_explain_settings(out, record)
+    (out / "ground_truth.json").write_text(json.dumps(record, indent=1) + "\n")
     write_report(record, out / "REPORT.md")
     return record
 
@@ -157,6 +159,43 @@ def write_corpus_sample(out: Path) -> None:
     lines = "".join(json.dumps(doc) + "\n" for doc in docs)
     # mtime=0: the same documents give the same bytes
     (out / CORPUS_FILE).write_bytes(gzip.compress(lines.encode(), mtime=0))
+
+
+LAYER_MAP_DOCS = 400  # of the shipped corpus sample
+LAYER_MAP_TARGET = 0
+
+
+def write_self_explain_settings(out: Path, record: dict) -> dict:
+    """Fit the layer map (SAE hook -> block 0) that self-explanation needs on this shallow model, ship
+    it as the SAE's default, and measure what it buys: concepts whose feature's chosen explanation
+    names the concept, with the paper's method and with the map (default answers never count)."""
+    import re
+
+    import saewidgets as sw
+    from saewidgets.model_organism.ground_truth import LAYER_MAP_FILE, organism_corpus
+
+    from .vocab import CATEGORY_NOUN
+
+    model = sw.load_model(out / "model")
+    sae = sw.load_sae(out / "sae")
+    layer_map = sw.fit_layer_map(model, sae, organism_corpus(LAYER_MAP_DOCS, out), LAYER_MAP_TARGET, progress=False)
+    layer_map.save(out / LAYER_MAP_FILE)
+    concepts = [row["concept"] for row in record["features"]]
+    features = [row["feature"] for row in record["features"]]
+
+    def named(text: str, concept: str) -> bool:
+        words = set(re.findall(r"[a-z]+", text.lower()))
+        return bool(words & {concept, CATEGORY_NOUN.get(concept, ("", concept))[1],
+                             *(w.lower() for w in CONCEPTS[concept])})
+
+    result: dict = {"layer_map": {"target": LAYER_MAP_TARGET, "documents": LAYER_MAP_DOCS, "r2": layer_map.r2,
+                                  "n_tokens": layer_map.n_tokens}}
+    for label, options in (("paper", {"defaults": False}), ("mapped", {"layer_map": layer_map})):
+        df = sw.self_explain(model, sae, features=features, progress=False, **options)
+        chosen = df.attrs["chosen_explanation"]
+        result[label] = {"named": [c for c, f in zip(concepts, features) if named(chosen[f], c)],
+                         "explanations": {c: chosen[f] for c, f in zip(concepts, features)}}
+    return result
 
 
 @torch.no_grad()

@@ -88,7 +88,7 @@ def story(rng: random.Random) -> str:
     for _ in range(rng.randint(2, 5)):
         concept = topic if topic and rng.random() < TOPIC_STICK else rng.choice(list(CONCEPTS))
         r, edge = rng.random(), 0.0
-        for kind, p in STORY_MIX.items():
+        for kind, p in STORY_MIX.items():  # noqa: B007 (used after the loop)
             edge += p
             if r < edge:
                 break

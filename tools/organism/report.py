@@ -104,6 +104,7 @@ def render(record: dict) -> str:
         _table(["concept", "scale", "unsteered", "steered", "steered example (most concept words)"],
                steer_rows),
         "",
+        *_self_explanation(m.get("self_explanation")),
         "## Build",
         "",
         f"- Total {b['seconds_total'] / 60:.1f} min (LM stage {b['seconds_lm'] / 60:.1f} min"
@@ -111,6 +112,29 @@ def render(record: dict) -> str:
         f"seed {record['seed']}, on {b['machine']}.",
         "",
     ])
+
+
+def _self_explanation(se: dict | None) -> list[str]:
+    """The self-explanation section: the paper's method against the shipped layer map."""
+    if not se:
+        return []
+    lm, paper, mapped = se["layer_map"], se["paper"], se["mapped"]
+    rows = [[c, paper["explanations"][c], mapped["explanations"][c]] for c in mapped["explanations"]]
+    return [
+        "## Self-explanation",
+        "",
+        "`sw.self_explain` on each concept's feature (`The word \"X\" means`, 32 scales, 16 tokens): the chosen "
+        "explanation names the concept (its name, noun or one of its words); explanations equal to the prompt's "
+        "default answers (nothing or the zero vector patched in) never count. The paper's method patches "
+        "the decoder row into block 0; a 4-block model reads the placeholder there, while the SAE's basis is "
+        f"block 2's, so the build fits a linear layer map (block 2 -> block {lm['target']}, ridge, "
+        f"{lm['documents']} shipped documents, {lm['n_tokens']} tokens, R^2 {lm['r2']:.2f}) and ships it as the "
+        "SAE's self-explanation default (`sw.organism()` attaches it; `defaults=False` turns it off). "
+        f"**Paper's method: {len(paper['named'])}/10; with the shipped map: {len(mapped['named'])}/10.**",
+        "",
+        _table(["concept", "paper's method", "with the layer map"], rows),
+        "",
+    ]
 
 
 def write_report(record: dict, path: Path) -> None:

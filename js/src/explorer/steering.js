@@ -216,7 +216,9 @@ export function steeringPanel(store) {
 
   function updateMain() {
     const direction = store.get("direction_info") || {};
-    mainLabel.textContent = store.get("feature") === -1 ? `Steer ${String(direction.name || "direction")}` : `Steer #${store.get("feature")}`;
+    const raw = store.get("feature") === -1;
+    mainLabel.textContent = raw ? `Steer ${String(direction.name || "direction")}` : `Steer #${store.get("feature")}`;
+    pin.hidden = raw; // kept entries are SAE features; a raw direction is steered through the slider
     main.set(store.get("scale"), store.get("scale_range"));
   }
   function updateFields() {

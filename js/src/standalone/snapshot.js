@@ -14,7 +14,7 @@ import { asDataView, unpack } from "./packing.js";
 
 const FIXED_INPUTS = ["prompt", "max_new_tokens", "temperature", "seed", "steering"];
 
-function nearest(grid, value) {
+export function nearest(grid, value) {
   let best = 0;
   for (let i = 1; i < grid.length; i++) if (Math.abs(grid[i] - value) < Math.abs(grid[best] - value)) best = i;
   return best;
@@ -31,7 +31,8 @@ function describe(snapshot) {
   const features = Object.keys(snapshot.items).map(Number);
   const counts = features.map((f) => (snapshot.items[f].scales || []).length);
   const scales = Math.max(0, ...counts);
-  const list = features.length <= 8 ? features.map((f) => `#${f}`).join(", ") : `${features.length} features`;
+  const name = (f) => (f === -1 ? "the direction" : `#${f}`);
+  const list = features.length <= 8 ? features.map(name).join(", ") : `${features.length} features`;
   const prompt = snapshot.inputs && snapshot.inputs.prompt;
   return `${list} × ${scales} scales${prompt ? ` for the prompt ${JSON.stringify(prompt)}` : ""}`;
 }
@@ -81,11 +82,14 @@ export function snapshotModel(model) {
 
   function generation(entry, index) {
     const steering = (model.get("steering") || []).filter((e) => e.feature !== entry.feature);
+    const raw = entry.feature === -1; // a direction explorer: its raw direction at the grid scale
+    const direction = raw ? { name: (model.get("direction_info") || {}).name || "direction", scale: entry.scales[index] } : null;
     return {
       id: `snapshot-${entry.feature}-${index}`,
       status: "done",
       prompt: snapshot.inputs.prompt,
-      features: [...steering.map((e) => [e.feature, e.scale]), [entry.feature, entry.scales[index]]],
+      direction,
+      features: [...steering.map((e) => [e.feature, e.scale]), ...(raw ? [] : [[entry.feature, entry.scales[index]]])],
       max_new_tokens: snapshot.inputs.max_new_tokens,
       temperature: snapshot.inputs.temperature,
       seed: snapshot.inputs.seed,

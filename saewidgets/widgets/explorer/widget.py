@@ -8,6 +8,7 @@ it without a kernel), every computation is a method of its ``ExplorerSession``
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -36,6 +37,30 @@ STREAM_INTERVAL = 0.05  # seconds between streamed updates of a running generati
 RANK_METRICS = ("skew", "kurtosis", "std", "enrichment")
 VALIDATED = ("feature", "scale", "prompt", "max_new_tokens", "temperature", "seed", "token_class", "rank_by",
              "steering")
+
+
+class _Checked(t.TraitType):
+    """A number trait whose value is checked by the widget's own validator (one clear ValueError for
+    a wrong type or a value out of range, from Python; an error banner from the view)."""
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        return value
+
+
+class _Int(_Checked, t.Int):
+    pass
+
+
+class _Float(_Checked, t.Float):
+    pass
+
+
+class _Text(_Checked, t.Unicode):
+    pass
+
+
+class _Entries(_Checked, t.List):
+    pass
 
 
 class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
@@ -102,28 +127,28 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     n_features = t.Int(0).tag(sync=True)
 
     # the target (a feature, or a raw direction when feature == -1) and what is shown about it
-    feature = t.Int(0).tag(sync=True)
+    feature = _Int(0).tag(sync=True)
     direction_info = t.Dict().tag(sync=True)
     feature_info = t.Dict().tag(sync=True)
     class_names = t.List(t.Unicode()).tag(sync=True)
-    token_class = t.Unicode("").tag(sync=True)
+    token_class = _Text("").tag(sync=True)
     histogram = t.Dict().tag(sync=True)
 
     # picking features
-    rank_by = t.Unicode("skew").tag(sync=True)
+    rank_by = _Text("skew").tag(sync=True)
     rankings = t.Dict().tag(sync=True)
     stats_progress = t.Dict().tag(sync=True)
     search = t.Unicode("").tag(sync=True)
-    search_results = t.List().tag(sync=True)
+    search_results: t.List = t.List().tag(sync=True)
 
     # steering
-    scale = t.Float(0.0).tag(sync=True)
+    scale = _Float(0.0).tag(sync=True)
     scale_range = t.Dict().tag(sync=True)
-    steering = t.List(t.Dict()).tag(sync=True)
-    prompt = t.Unicode(DEFAULT_PROMPT).tag(sync=True)
-    max_new_tokens = t.Int(20).tag(sync=True)
-    temperature = t.Float(0.0).tag(sync=True)
-    seed = t.Int(0).tag(sync=True)
+    steering = _Entries([]).tag(sync=True)
+    prompt = _Text(DEFAULT_PROMPT).tag(sync=True)
+    max_new_tokens = _Int(20).tag(sync=True)
+    temperature = _Float(0.0).tag(sync=True)
+    seed = _Int(0).tag(sync=True)
     generation = t.Dict().tag(sync=True)
 
     # status
@@ -167,6 +192,9 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
                                        typical_activation=typical_activation, bins=bins, remote=remote,
                                        self_explain_options=self_explain_options)
         self._direction: Direction | None = None  # a raw target (feature == -1)
+        # feature_info is computed on the kernel's thread and on the statistics worker: one at a time,
+        # so that a slower, older computation never overwrites a newer one (e.g. without enrichment)
+        self._info_lock = threading.RLock()
         self._runner = LatestRequestRunner(debounce, on_busy=self._on_busy, name="saewidgets-explorer")
         self._stats_runner = LatestRequestRunner(0.0, name="saewidgets-explorer-stats")
         self._explain_runner = LatestRequestRunner(0.0, name="saewidgets-explorer-self-explain")
@@ -184,7 +212,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         token_class = token_class or self.session.default_class()
         if token_class not in names:
             raise ValueError(f"unknown token class {token_class!r}; choose one of {names}")
-        entries = [checks.check_entry(binding, entry) for entry in (steering or [])]
+        entries = checks.check_entries(binding, list(steering or []))
         if auto_self_explain is None:
             auto_self_explain = selfexplain.auto_default(binding.model)
         elif not isinstance(auto_self_explain, bool):
@@ -219,8 +247,8 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
 
     @direction.setter
     def direction(self, value: Any) -> None:
-        if isinstance(value, Direction) and value.is_feature and value.sae is self._binding.sae:
-            self.feature = int(value.feature_index)
+        if isinstance(value, Direction) and value.feature_index is not None and value.sae is self._binding.sae:
+            self.feature = value.feature_index
             return
         raw = self._raw_target(value)
         with self.hold_sync():
@@ -306,12 +334,16 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             self._accepted[change["name"]] = change["new"]
 
     def _checked(self, proposal: Any, check: Callable[[Any], Any]) -> Any:
+        """A bad value set from Python raises a ValueError (the state is kept); one from the view
+        shows in the error banner and the view goes back to the last good value."""
         if not getattr(self, "_ready", False):
-            return proposal["value"]
+            return check(proposal["value"])
         try:
             return check(proposal["value"])
         except ValueError as error:
-            return self._reject(proposal["trait"].name, error)
+            if getattr(self, "_property_lock", None):  # the change came from the view
+                return self._reject(proposal["trait"].name, error)
+            raise
 
     def _check_feature(self, value: Any) -> int:
         if value == -1 and self._direction is not None:
@@ -352,8 +384,8 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
 
     @t.validate("steering")
     def _valid_steering(self, proposal):
-        return self._checked(proposal, lambda entries: [self._with_range(checks.check_entry(self._binding, e))
-                                                        for e in entries])
+        return self._checked(proposal, lambda entries: [self._with_range(e)
+                                                        for e in checks.check_entries(self._binding, entries)])
 
     # -- reactions ------------------------------------------------------------------
     @t.observe("feature")
@@ -421,23 +453,29 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
     # -- the target's logit lens ----------------------------------------------------
     def _show_target(self) -> None:
         target = self.target
-        try:
-            info = self.session.feature_info(target, self.token_class)
-            hist = self.session.histogram(target, self.token_class)
-            scale_range = self.session.scale_range(target)
-        except ValueError as error:
-            self.error = str(error)
-            return
-        with self.hold_sync():
-            self.direction_info = self._direction.describe() if self.feature == -1 and self._direction else {}
-            self.feature_info = info
-            self.histogram = hist
-            self.scale_range = scale_range
+        with self._info_lock:
+            try:
+                info = self.session.feature_info(target, self.token_class)
+                hist = self.session.histogram(target, self.token_class)
+                scale_range = self.session.scale_range(target)
+            except ValueError as error:
+                self.error = str(error)
+                return
+            with self.hold_sync():
+                self.direction_info = self._direction.describe() if self.feature == -1 and self._direction else {}
+                self.feature_info = info
+                self.histogram = hist
+                self.scale_range = scale_range
 
     def _show_histogram(self) -> None:
         target = self.target
-        self.histogram = self.session.histogram(target, self.token_class)
-        self.feature_info = self.session.feature_info(target, self.token_class)
+        with self._info_lock:
+            self.histogram = self.session.histogram(target, self.token_class)
+            self.feature_info = self.session.feature_info(target, self.token_class)
+
+    def _refresh_info(self) -> None:
+        with self._info_lock:
+            self.feature_info = self.session.feature_info(self.target, self.token_class)
 
     def _with_range(self, entry: dict) -> dict:
         return {**entry, **self.session.scale_range(entry["feature"])}
@@ -460,7 +498,8 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             except Superseded:
                 raise
             except Exception as error:  # shown in the widget; the rest keeps working
-                ticket.publish(lambda: setattr(self, "error", f"feature statistics failed: {error}"))
+                message = f"feature statistics failed: {error}"  # (`error` is unbound after the except block)
+                ticket.publish(lambda: setattr(self, "error", message))
                 return
             ticket.publish(self._finish_stats)
 
@@ -470,7 +509,7 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
         with self.hold_sync():
             self.stats_progress = {}
             self._guard(self._show_rankings)
-            self._guard(lambda: setattr(self, "feature_info", self.session.feature_info(self.target, self.token_class)))
+            self._guard(self._refresh_info)
             if self.search:
                 self.search_results = self.session.search(self.search)
 
@@ -493,7 +532,8 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             try:
                 self.session.lens.enrichment_scores(name)
             except Exception as error:
-                ticket.publish(lambda: setattr(self, "error", f"enrichment failed: {error}"))
+                message = f"enrichment failed: {error}"
+                ticket.publish(lambda: setattr(self, "error", message))
                 return
             ticket.publish(self._finish_stats)
 
@@ -580,11 +620,15 @@ class FeatureExplorer(ExportMixin, anywidget.AnyWidget):
             self._explain_runner.run_now(job)
 
     def _self_explain_job(self, target: Any, label: int, ticket: Ticket) -> None:
-        while not self._runner.wait(0.1):  # steering first: its generation is what the user waits for
+        def steering_first() -> None:  # before each batch of the sweep: a pending steering generation runs first
+            while not self._runner.wait(0.1):
+                ticket.check()
             ticket.check()
-        ticket.check()
+
         try:
-            payload = self.session.self_explanation(target)
+            payload = self.session.self_explanation(target, between_batches=steering_first)
+        except Superseded:
+            raise
         except Exception as error:  # shown in the panel; steering keeps working
             failed = {"feature": label, "status": "error", "message": f"self-explanation failed: {error}"}
             ticket.publish(lambda: self._set_self_explanation(label, failed))
