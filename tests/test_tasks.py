@@ -314,8 +314,9 @@ def test_layer_sweep_rows_are_the_single_measurements(organism, category):
     # the chart: one spec, its rows; altair renders it
     spec = sweep.figure()
     assert spec["datasets"]["sweep"] == sweep.rows() and len(sweep.rows()) == len(frame)
-    chart = sweep.chart()
-    assert chart.to_dict()["vconcat"][0]["layer"]
+    chart = sweep.chart()  # an sw.Chart with the rows; the altair version validates against the schema
+    assert chart.to_dict()["datasets"]["sweep"] == sweep.rows() and chart.to_dict()["vconcat"][0]["layer"]
+    assert sweep.altair().to_dict()["vconcat"][1]["layer"]
     best = sweep.best()
     assert best["method"] == "task_vector"
     # without an SAE: task vectors only

@@ -128,13 +128,21 @@ def feature_name(feature: int, label: str | None) -> str:
     return f"#{feature} {label}" if label else f"#{feature}"
 
 
-def figure(spec: Mapping[str, Any], dataset: str, rows: list[dict]) -> dict:
-    """``spec`` with its rows and the light theme (altair, images)."""
-    return themed(spec, {dataset: rows})
+def figure(spec: Mapping[str, Any], dataset: str, rows: list[dict], *, transparent: bool = False) -> dict:
+    """``spec`` with its rows and the light theme (images, altair; ``transparent`` for notebooks,
+    whose chart view adds the page's theme)."""
+    return themed(spec, {dataset: rows}, transparent=transparent)
+
+
+def chart(spec: Mapping[str, Any], dataset: str, rows: list[dict]) -> Any:
+    """An ``sw.Chart`` (shown offline by the bundled Vega; ``.save`` writes PNG/SVG/PDF)."""
+    from ..chart import Chart
+
+    return Chart(figure(spec, dataset, rows, transparent=True))
 
 
 def altair_chart(spec: Mapping[str, Any]) -> Any:
-    """An altair chart of a full Vega-Lite spec (with data and theme)."""
+    """An altair chart of a full Vega-Lite spec (with data and theme); compound specs too."""
     import altair as alt
 
     if "vconcat" in spec:
@@ -142,3 +150,12 @@ def altair_chart(spec: Mapping[str, Any]) -> Any:
     if "layer" in spec:
         return alt.LayerChart.from_dict(spec)
     return alt.Chart.from_dict(spec)
+
+
+def feature_rows(features: Mapping[int, float], labels: Mapping[int, str] | None = None,
+                 roles: Mapping[int, str] | None = None, selected: Any = None) -> list[dict]:
+    """The bar chart's rows: one per feature (``{feature, name, label, weight, role, selected}``)."""
+    labels, roles = dict(labels or {}), dict(roles or {})
+    chosen = set(features if selected is None else selected)
+    return [{"feature": int(f), "name": feature_name(int(f), labels.get(f)), "label": labels.get(f) or "",
+             "weight": float(w), "role": roles.get(f, "other"), "selected": f in chosen} for f, w in features.items()]

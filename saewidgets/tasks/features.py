@@ -114,6 +114,15 @@ class TaskFeatures(SparseCode):
 
         return pd.DataFrame({"feature": list(self.features), "weight": list(self.features.values())})
 
+    def chart(self, labels: Any = None, roles: Any = None) -> Any:
+        """A bar per feature (its weight), as an ``sw.Chart``. ``labels``: ``{feature: text}``;
+        ``roles``: ``saewidgets.tasks.feature_roles(...)`` (a DataFrame) or ``{feature: role}``."""
+        from .charts import FEATURES, chart, feature_rows, features_spec
+
+        if roles is not None and hasattr(roles, "columns"):
+            roles = dict(zip(roles["feature"], roles["role"]))
+        return chart(features_spec(), FEATURES, feature_rows(self.features, labels, roles))
+
 
 def check_method(method: Any) -> str:
     if method not in METHODS:

@@ -4,7 +4,7 @@ SAE versions at the SAE's layer(s): the seed's chart.
 >>> sweep = sw.layer_sweep(model, sae, sw.icl_prompts(pairs, shots=6, n=16),
 ...                        sw.icl_prompts(pairs, shots=0, n=32, seed=1))
 >>> sweep.frame        # one row per (method, layer): nll, accuracy, l0; baselines zero-shot / few-shot
->>> sweep.chart()      # altair: NLL and accuracy against the layer
+>>> sweep.chart()      # NLL and accuracy against the layer (an sw.Chart; sweep.altair() for altair)
 
 Methods: ``task_vector`` (every layer); at each SAE's layer ``reconstruction`` (the SAE's
 reconstruction of the task vector, L0 = the encoder's), ``on_reconstruction`` (the task vector
@@ -23,7 +23,7 @@ from ..core.binding import Binding, bind
 from ..core.model import load_model
 from ..core.sae import SAE
 from ..decomposition import decompose
-from .charts import BASELINE_LABELS, METHOD_LABELS, SWEEP, altair_chart, figure, sweep_rows, sweep_spec
+from .charts import BASELINE_LABELS, METHOD_LABELS, SWEEP, altair_chart, chart, figure, sweep_rows, sweep_spec
 from .evaluate import check_answer_tokens, prepare, summary
 from .features import CleanupSettings, TaskFeatures, cleanup
 from .prompts import as_prompts, with_answers
@@ -58,7 +58,12 @@ class LayerSweep:
         return figure(self.spec(), SWEEP, self.rows())
 
     def chart(self) -> Any:
-        """An altair chart: NLL and accuracy against the layer, a line per method, baselines dashed."""
+        """The seed's chart, NLL and accuracy against the layer (a line per method, baselines dashed),
+        as an ``sw.Chart``: shown offline by the bundled Vega, ``.save("sweep.png")``."""
+        return chart(self.spec(), SWEEP, self.rows())
+
+    def altair(self) -> Any:
+        """The same chart as an altair chart (to compose with others)."""
         return altair_chart(self.figure())
 
     def with_row(self, method: str, layer: int, nll: float, accuracy: float, l0: int | None = None,
