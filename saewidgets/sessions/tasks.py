@@ -13,7 +13,6 @@ and zero-shot completions with any subset of the features inserted.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -28,14 +27,15 @@ from ..tasks.evaluate import evaluate_task_vector
 from ..tasks.features import TaskFeatures, task_features
 from ..tasks.prompts import SEPARATOR, ICLPrompt, check_pairs, encode_all, icl_prompts
 from ..tasks.roles import feature_roles
-from ..tasks.runs import Variant, score
-from ..tasks.sweep import SAE_METHODS, SWEEP_METHODS, LayerSweep, layer_sweep
-from ..tasks.vector import resolve_bos, task_vector
+from ..tasks.runs import Variant, check_insert, score
+from ..tasks.sweep import SWEEP_METHODS, LayerSweep, layer_sweep
+from ..tasks.vector import check_position, resolve_bos, task_vector
 from .checks import normalise_explanations
 from .generation import LRUCache
 
 MAX_CUSTOM_PAIRS = 500
 SWEEP_ANSWER_TOKENS = 3  # the sweep's NLL counts what cleanup trains on
+SWEEP_FIRST = tuple(method for method in SWEEP_METHODS if method != "cleanup")  # cleanup's row joins when it is done
 
 
 @dataclass
@@ -84,8 +84,12 @@ class TaskSession:
         if binding.site != "resid_pre":
             raise ValueError(f"the task explorer inserts at resid_pre; this SAE reads {binding.site}")
         self.binding = binding
+        for name, value, lo in (("shots", shots, 0), ("n_prompts", n_prompts, 1), ("n_eval", n_eval, 1),
+                                ("n_show", n_show, 1), ("seed", seed, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+                raise ValueError(f"{name} must be a whole number >= {lo}, got {value!r}")
         self.shots, self.n_prompts, self.n_eval, self.n_show, self.seed = shots, n_prompts, n_eval, n_show, seed
-        self.position, self.insert, self.remote = position, insert, remote
+        self.position, self.insert, self.remote = check_position(position), check_insert(insert), remote
         self.cleanup = dict(cleanup or {})
         unknown = set(self.cleanup) - {"lam", "lr", "steps", "patience", "answer_tokens", "batch_size"}
         if unknown:
@@ -209,8 +213,7 @@ class TaskSession:
                                            insert=self.insert, prepend_bos=self.bos, remote=self.remote)
         return data.roles
 
-    def sweep(self, name: str, methods: Sequence[str] = tuple(m for m in SWEEP_METHODS if m != "cleanup"),
-              progress: bool = False) -> LayerSweep:
+    def sweep(self, name: str, methods: Sequence[str] = SWEEP_FIRST, progress: bool = False) -> LayerSweep:
         """The layer sweep (cleanup's row is added once cleanup has run, see ``sweep_json``)."""
         data = self.data(name)
         if data.sweep is None:
@@ -223,7 +226,7 @@ class TaskSession:
         has_cleanup = bool(((sweep.frame["method"] == "cleanup") & (sweep.frame["layer"] == self.binding.layer)).any())
         if code is not None and not has_cleanup:
             nll = code.evaluation.nll if code.evaluation is not None else float("nan")
-            sweep = data.sweep = sweep.with_row("cleanup", self.binding.layer, nll, float(code.accuracy), code.l0,
+            sweep = data.sweep = sweep.with_row("cleanup", self.binding.layer, nll, float(code.accuracy or 0.0), code.l0,
                                                 code.direction, code)
         return sweep
 

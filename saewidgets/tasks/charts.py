@@ -146,10 +146,10 @@ def altair_chart(spec: Mapping[str, Any]) -> Any:
     import altair as alt
 
     if "vconcat" in spec:
-        return alt.VConcatChart.from_dict(spec)
+        return alt.VConcatChart.from_dict(dict(spec))
     if "layer" in spec:
-        return alt.LayerChart.from_dict(spec)
-    return alt.Chart.from_dict(spec)
+        return alt.LayerChart.from_dict(dict(spec))
+    return alt.Chart.from_dict(dict(spec))
 
 
 def feature_rows(features: Mapping[int, float], labels: Mapping[int, str] | None = None,

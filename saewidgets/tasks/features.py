@@ -36,7 +36,7 @@ from ..decomposition import SparseCode, decompose
 from ..engine import Edit, Row, trace
 from .evaluate import TaskEvaluation, evaluate_task_vector
 from .prompts import ICLPrompt, as_prompts, encode_all, with_answers
-from .runs import check_batch_size, check_insert, chunks, nll_loss_read, progress_bar
+from .runs import Insert, check_batch_size, check_insert, chunks, nll_loss_read, progress_bar
 from .vector import POSITIONS, check_position, resolve_bos, task_vector
 
 METHODS = ("encode", "ito", "cleanup")
@@ -215,6 +215,7 @@ def task_features(model: Any, sae: Any, prompts: Any, *, layer: int | None = Non
                          include_bias=True)
         features, recon = code.features, code.reconstruction
     else:
+        assert train is not None
         features, recon, history, n_steps = cleanup(model, sae, target, train, settings, insert=insert, bos=bos,
                                                     batch_size=batch_size, progress=progress, remote=remote,
                                                     on_step=on_step)
@@ -230,7 +231,7 @@ def task_features(model: Any, sae: Any, prompts: Any, *, layer: int | None = Non
 
 
 def cleanup(model: Any, sae: Any, target: torch.Tensor, prompts: Sequence[ICLPrompt], settings: CleanupSettings, *,
-            insert: str = "replace", bos: bool = False, batch_size: int = 64, progress: bool = True,
+            insert: Insert = "replace", bos: bool = False, batch_size: int = 64, progress: bool = True,
             remote: Any = False, on_step: Callable[[dict], None] | None = None,
             ) -> tuple[dict[int, float], torch.Tensor, Any, int]:
     """Gradient cleanup of ``target`` (see the module doc). Returns the features {f: act},
@@ -261,6 +262,7 @@ def cleanup(model: Any, sae: Any, target: torch.Tensor, prompts: Sequence[ICLPro
                 rows = [Row(r, (Edit(layer, inserted, op=insert, positions=(s,)),)) for r, s in zip(ids, seps)]
                 out = trace(model, rows, [read], loss=loss, wrt=[inserted], remote=remote)
                 share = len(part) / len(encoded)
+                assert out.loss is not None and out.grads[0] is not None
                 nll += out.loss * share
                 grad += out.grads[0] * share
             l1 = acts.sum()

@@ -32,7 +32,7 @@ from ..core.binding import bind
 from ..engine import Read, Row, trace
 from .evaluate import prepare, summary
 from .prompts import as_prompts, encode_all, with_answers
-from .runs import Variant, check_batch_size, chunks, own_positions, score
+from .runs import Variant, check_batch_size, check_insert, chunks, own_positions, score
 from .vector import resolve_bos
 
 EXECUTOR_SHARE = 0.5
@@ -95,7 +95,7 @@ def feature_roles(model: Any, sae: Any, code: Any, few_shot: Any, zero_shot: Any
         raise ValueError("the code has no features to measure")
     for f in weights:
         binding.check_feature(f)
-    insert = insert or getattr(code, "insert", "replace")
+    insert = check_insert(insert or getattr(code, "insert", "replace"))
     batch_size = check_batch_size(batch_size)
     bos = resolve_bos(prepend_bos, sae, getattr(code, "vector", None))
     few = with_answers(as_prompts(few_shot), "few_shot")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numbers
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence, cast
 
 import torch
 
@@ -25,6 +25,7 @@ from ..engine import Edit, Read, Row, eos_ids, trace
 from .prompts import Encoded
 
 INSERTS = ("replace", "add")
+Insert = Literal["replace", "add"]
 _ENDERS: "weakref.WeakKeyDictionary[Any, dict[str, torch.Tensor]]" = weakref.WeakKeyDictionary()
 
 
@@ -35,7 +36,7 @@ class Variant:
 
     layer: int | None = None
     vector: torch.Tensor | None = None
-    insert: str = "replace"
+    insert: Insert = "replace"
 
 
 @dataclass
@@ -61,16 +62,16 @@ def d_model(model: Any) -> int:
 
 def check_layer(model: Any, layer: Any, what: str = "layer") -> int:
     n = n_layers(model)
-    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or not 0 <= layer < n:
+    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or not 0 <= int(layer) < n:
         raise ValueError(f"{what} must be a block index from 0 to {n - 1} (this model has {n} blocks), got {layer!r}")
     return int(layer)
 
 
-def check_insert(insert: Any) -> str:
+def check_insert(insert: Any) -> Insert:
     if insert not in INSERTS:
         raise ValueError(f"insert must be one of {INSERTS} (write the vector over the residual, or add it), "
                          f"got {insert!r}")
-    return insert
+    return cast(Insert, insert)
 
 
 def check_batch_size(value: Any) -> int:
@@ -192,8 +193,8 @@ def scoring_rows(encoded: Sequence[Encoded], variants: Sequence[Variant]) -> lis
     rows = []
     for v, variant in enumerate(variants):
         for p, enc in enumerate(encoded):
-            edits = ()
-            if variant.vector is not None:
+            edits: tuple[Edit, ...] = ()
+            if variant.vector is not None and variant.layer is not None:
                 edits = (Edit(variant.layer, variant.vector, op=variant.insert, positions=(enc.separators[-1],)),)
             rows.append((v, p, Row([*enc.ids, *enc.answer_ids], edits)))
     return rows
@@ -204,7 +205,7 @@ def score(model: Any, encoded: Sequence[Encoded], variants: Sequence[Variant], s
     """Score every prompt under every variant, ``batch_size`` rows per forward pass."""
     ends = enders(model, stop)
     rows = scoring_rows(encoded, variants)
-    logprobs = [[[] for _ in encoded] for _ in variants]
+    logprobs: list[list[list[float]]] = [[[] for _ in encoded] for _ in variants]
     correct = [[False for _ in encoded] for _ in variants]
     for part in chunks(len(rows), batch_size):
         batch = [rows[i] for i in part]

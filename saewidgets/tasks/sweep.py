@@ -209,8 +209,8 @@ def layer_sweep(model: Any, sae: Any, prompts: Any, eval_prompts: Any = None, *,
                         "l0": None, "kind": "baseline"})
     for i, (method, layer) in enumerate(keys, start=1):
         nll, acc = summary(scores, i, answer_tokens)
-        code = codes.get((method, layer))
-        l0_value = None if code is None else code.l0
+        measured = codes.get((method, layer))
+        l0_value = None if measured is None else measured.l0
         records.append({"method": method, "label": METHOD_LABELS[method], "layer": layer, "nll": nll,
                         "accuracy": acc, "l0": l0_value, "kind": "vector"})
     import pandas as pd
