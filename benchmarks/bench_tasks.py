@@ -155,6 +155,11 @@ def defaults(device: str) -> None:
     print(f"cleanup (lam {0.03}, lr 1e-2, <= 1000 steps, patience 100): {first} -> {tf.l0} features in {tf.steps} "
           f"steps, {time.perf_counter() - start:.0f} s; zero-shot accuracy {tf.accuracy:.0%}, NLL {tf.nll:.4f}; "
           f"features {dict((f, round(w, 3)) for f, w in tf.features.items())}")
+    from saewidgets.tasks import feature_roles
+
+    columns = ["feature", "weight", "on_examples", "at_separators", "alone_accuracy", "alone_share", "without_accuracy",
+               "needed_share", "role"]
+    print(feature_roles(model, sae, tf, few, zero)[columns].round(3).to_string(index=False))
     for method in ("encode", "ito"):
         code = sw.task_features(model, sae, few, method=method, eval_prompts=zero)
         print(f"{method}: L0 {code.l0}, accuracy {code.accuracy:.0%}, NLL {code.nll:.4f}")

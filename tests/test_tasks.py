@@ -385,6 +385,7 @@ def test_bad_input_is_refused_before_the_model_runs(organism, category):
             (lambda: sw.task_features(model, sae, few, layer=1), "SAE reads resid_pre\\[2\\]"),
             (lambda: sw.task_features(model, sae, few, lam=-1), "lam must be"),
             (lambda: sw.task_features(model, sae, few, steps=0), "steps must be"),
+            (lambda: sw.task_features(model, sae, few, method="ito", l0=2.5), "l0 \\(ITO's target"),
             (lambda: sw.task_features(model, sae, ["red -> colour\nblue ->"]), "no answer"),
             (lambda: sw.layer_sweep(model, sae, few, methods=["nope"]), "unknown sweep methods"),
             (lambda: sw.layer_sweep(model, None, few, methods=["ito"]), "need an SAE"),

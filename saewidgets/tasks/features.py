@@ -109,11 +109,6 @@ class TaskFeatures(SparseCode):
         out.layer, out.site = self.layer, "resid_pre"
         return out
 
-    def to_frame(self) -> Any:
-        import pandas as pd
-
-        return pd.DataFrame({"feature": list(self.features), "weight": list(self.features.values())})
-
     def chart(self, labels: Any = None, roles: Any = None) -> Any:
         """A bar per feature (its weight), as an ``sw.Chart``. ``labels``: ``{feature: text}``;
         ``roles``: ``saewidgets.tasks.feature_roles(...)`` (a DataFrame) or ``{feature: role}``."""
@@ -159,6 +154,13 @@ def initial_theta(sae: Any, vector: torch.Tensor) -> torch.Tensor:
     return pre.detach().float()
 
 
+def check_l0(l0: Any) -> int:
+    """ITO's target L0: a whole number >= 1 (capped at the SAE's width where it is used)."""
+    if isinstance(l0, bool) or not isinstance(l0, numbers.Integral) or l0 < 1:
+        raise ValueError(f"l0 (ITO's target number of features) must be a whole number >= 1, got {l0!r}")
+    return int(l0)
+
+
 def _check_sae(sae: Any) -> None:
     if getattr(sae, "normalize_activations", "none") != "none":
         raise ValueError(f"gradient cleanup needs an SAE that reads raw residuals; this one normalises its input "
@@ -194,6 +196,7 @@ def task_features(model: Any, sae: Any, prompts: Any, *, layer: int | None = Non
     if binding.site != "resid_pre":
         raise ValueError(f"task vectors are taken at resid_pre; this SAE reads {binding.site}")
     settings = CleanupSettings(lam, lr, steps, patience, answer_tokens)
+    l0 = check_l0(l0)
     if method == "cleanup":
         _check_sae(sae)
     items = as_prompts(prompts)
@@ -211,8 +214,7 @@ def task_features(model: Any, sae: Any, prompts: Any, *, layer: int | None = Non
     started = time.perf_counter()
     history, n_steps = None, 0
     if method in ("encode", "ito"):
-        code = decompose(sae, target, method, l0=min(int(l0), sae.d_sae) if method == "ito" else 8,
-                         include_bias=True)
+        code = decompose(sae, target, method, l0=min(l0, sae.d_sae) if method == "ito" else 1, include_bias=True)
         features, recon = code.features, code.reconstruction
     else:
         assert train is not None

@@ -25,7 +25,7 @@ from ..core.sae import SAE
 from ..decomposition import decompose
 from .charts import BASELINE_LABELS, METHOD_LABELS, SWEEP, altair_chart, chart, figure, sweep_rows, sweep_spec
 from .evaluate import check_answer_tokens, prepare, summary
-from .features import CleanupSettings, TaskFeatures, cleanup
+from .features import CleanupSettings, TaskFeatures, check_l0, cleanup
 from .prompts import as_prompts, with_answers
 from .runs import Variant, check_batch_size, check_insert, check_layer, n_layers, progress_bar, score
 from .vector import check_position, resolve_bos, task_vectors
@@ -150,6 +150,7 @@ def layer_sweep(model: Any, sae: Any, prompts: Any, eval_prompts: Any = None, *,
     answer_tokens = check_answer_tokens(answer_tokens)
     batch_size = check_batch_size(batch_size)
     settings = CleanupSettings(lam, lr, steps, patience, cleanup_tokens)
+    l0 = check_l0(l0)
     layers = list(range(n_layers(model))) if layers is None else [check_layer(model, layer) for layer in layers]
     if not layers:
         raise ValueError("layers is empty: give at least one block index")
@@ -175,7 +176,7 @@ def layer_sweep(model: Any, sae: Any, prompts: Any, eval_prompts: Any = None, *,
         if "on_reconstruction" in methods:
             inserted[("on_reconstruction", layer)] = vectors[("on_reconstruction", layer)]
         if "ito" in methods:
-            codes[("ito", layer)] = code = decompose(s, tv, "ito", l0=min(int(l0), s.d_sae), include_bias=True)
+            codes[("ito", layer)] = code = decompose(s, tv, "ito", l0=min(l0, s.d_sae), include_bias=True)
             inserted[("ito", layer)] = code.direction
         if "cleanup" in methods and cleaned and layer in cleaned:
             codes[("cleanup", layer)] = code = cleaned[layer]
