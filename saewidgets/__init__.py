@@ -65,6 +65,16 @@ _LAZY = {
     "collect_activations": ".atlas",
     "Atlas": ".atlas",
     "FeatureTable": ".widgets.table",
+    "icl_prompts": ".tasks",
+    "ICLPrompt": ".tasks",
+    "task_vector": ".tasks",
+    "evaluate_task_vector": ".tasks",
+    "TaskEvaluation": ".tasks",
+    "layer_sweep": ".tasks",
+    "LayerSweep": ".tasks",
+    "task_features": ".tasks",
+    "TaskFeatures": ".tasks",
+    "TaskExplorer": ".widgets.tasks",
 }
 
 __all__ = ["SAE", "Binding", "HookPoint", "ModelLayout", "bind", "load_model", "load_sae", "save_sae", *_LAZY]

@@ -1,12 +1,13 @@
 // anywidget entry point for every saewidgets widget: the `_kind` trait picks the view.
 import "./styles.css";
 import { renderExplorer } from "./explorer/view.js";
+import { renderTasks } from "./tasks/view.js";
 import { renderChart } from "./chart.js";
 import { widgetStore } from "./explorer/store.js";
 import { snapshotModel } from "./standalone/snapshot.js";
 import { renderTable } from "./explorer/table.js";
 
-const VIEWS = { explorer: renderExplorer, chart: renderChart, table: renderTable };
+const VIEWS = { explorer: renderExplorer, chart: renderChart, table: renderTable, tasks: renderTasks };
 
 function render({ model, el }) {
   const kind = model.get("_kind");
