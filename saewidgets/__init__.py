@@ -56,6 +56,9 @@ _LAZY = {
     "SparseCode": ".decomposition",
     "set_self_explain_defaults": ".self_explanation.defaults",
     "export": ".export",
+    "melbo": ".melbo",
+    "MelboVectors": ".melbo",
+    "MelboStore": ".melbo",
 }
 
 __all__ = ["SAE", "Binding", "HookPoint", "ModelLayout", "bind", "load_model", "load_sae", "save_sae", *_LAZY]
