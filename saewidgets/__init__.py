@@ -59,6 +59,8 @@ _LAZY = {
     "melbo": ".melbo",
     "MelboVectors": ".melbo",
     "MelboStore": ".melbo",
+    "melbo_meaning": ".melbo.meaning",
+    "MelboExplorer": ".widgets.melbo",
 }
 
 __all__ = ["SAE", "Binding", "HookPoint", "ModelLayout", "bind", "load_model", "load_sae", "save_sae", *_LAZY]

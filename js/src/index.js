@@ -1,10 +1,11 @@
 // anywidget entry point for every saewidgets widget: the `_kind` trait picks the view.
 import "./styles.css";
 import { renderExplorer } from "./explorer/view.js";
+import { renderMelbo } from "./melbo/view.js";
 import { widgetStore } from "./explorer/store.js";
 import { snapshotModel } from "./standalone/snapshot.js";
 
-const VIEWS = { explorer: renderExplorer };
+const VIEWS = { explorer: renderExplorer, melbo: renderMelbo };
 
 function render({ model, el }) {
   const kind = model.get("_kind");
@@ -23,5 +24,5 @@ function render({ model, el }) {
   };
 }
 
-export { renderExplorer, VIEWS };
+export { renderExplorer, renderMelbo, VIEWS };
 export default { render };

@@ -43,6 +43,7 @@ class MelboVectors(Sequence[Direction]):
     model: str = ""
     path: str | None = None
     run: int | None = None
+    key: str | None = None  # the training run's store key (a store can resume training from it)
 
     # -- list-like --------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -60,7 +61,7 @@ class MelboVectors(Sequence[Direction]):
             return MelboVectors([self.directions[i] for i in pick], [self.objectives[i] for i in pick], self.settings,
                                 self.prompts, [self.histories[i] for i in pick] if self.histories else [],
                                 [self.seconds[i] for i in pick] if self.seconds else [], self.model, self.path,
-                                self.run)
+                                self.run, self.key if pick.start == 0 and pick.step == 1 else None)
         if isinstance(index, bool) or not isinstance(index, int):
             raise TypeError(f"MELBO vectors are indexed by position (int) or slice, got {type(index).__name__}")
         if not -len(self) <= index < len(self):
@@ -116,13 +117,15 @@ class MelboVectors(Sequence[Direction]):
         return objective(model, self.prompts, vectors, self.settings, batch_size=batch_size, remote=remote)
 
     def save(self, path: str | os.PathLike) -> int:
-        """Write these vectors to the MELBO store at ``path`` (a new run there); returns the run id."""
+        """Write these vectors to the MELBO store at ``path``; returns the run id there. Vectors
+        straight from ``sw.melbo`` keep their training key, so ``sw.melbo(..., path=path)`` with the
+        same model, prompts and settings continues from them."""
         from .store import MelboStore, VectorRecord
         from .train import run_key
 
         store = MelboStore(path)
         d_model = int(self.directions[0].d_model) if self.directions else 0
-        key = run_key(self.model, self.prompts, self.settings, saved=True)
+        key = self.key or run_key(self.model, self.prompts, self.settings, saved=True)
         run = store.run(key, model=self.model, d_model=d_model, settings=self.settings.to_dict(), prompts=self.prompts)
         for i, direction in enumerate(self.directions):
             store.add_vector(run, VectorRecord(i, direction.vector.numpy(), float(self.objectives[i]),
@@ -153,4 +156,5 @@ def from_store(store: Any, run: int) -> MelboVectors:
     directions = [melbo_direction(torch.from_numpy(r.vector.copy()), r.index, settings, r.objective, run=run, name=r.name)
                   for r in rows]
     return MelboVectors(directions, [r.objective for r in rows], settings, list(record.prompts),
-                        [r.history for r in rows], [r.seconds for r in rows], record.model, str(store.path), run)
+                        [r.history for r in rows], [r.seconds for r in rows], record.model, str(store.path), run,
+                        record.key)

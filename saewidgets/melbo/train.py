@@ -119,12 +119,12 @@ def melbo(
     prompt_ids = tokenize(nn_model.tokenizer, texts, settings.prepend_bos)
 
     store = run = None
+    key = run_key(fingerprint(nn_model, layout), prompt_ids, settings)
     finished: list[VectorRecord] = []
     resume: Progress | None = None
     name = model_id(nn_model)
     if path is not None:
         store = MelboStore(path)
-        key = run_key(fingerprint(nn_model, layout), prompt_ids, settings)
         run = store.run(key, model=name, d_model=d_model, settings=settings.to_dict(), prompts=texts)
         finished = store.vectors(run)
         resume = store.progress(run)
@@ -158,7 +158,7 @@ def melbo(
     directions = [melbo_direction(torch.from_numpy(r.vector.copy()), r.index, settings, r.objective, run=run, name=r.name)
                   for r in records]
     return MelboVectors(directions, [r.objective for r in records], settings, texts, [r.history for r in records],
-                        [r.seconds for r in records], name, None if store is None else str(store.path), run)
+                        [r.seconds for r in records], name, None if store is None else str(store.path), run, key)
 
 
 def check_prompts(prompts: Any) -> list[str]:
