@@ -157,17 +157,18 @@ class MelboExplorer(anywidget.AnyWidget):
         """Stop training after the current step (finished vectors and a checkpoint are kept)."""
         self._stop = True
 
-    def open_explorer(self, index: int | None = None) -> Any:
+    def open_explorer(self, index: int | None = None, **options: Any) -> Any:
         """A ``FeatureExplorer`` on vector ``index`` (default: the selected one) as an ``sw.Direction``,
-        steering where the vector was learned (its source layer); shown below the gallery."""
+        steering where the vector was learned (its source layer, scale 1 = R), on the first
+        prompt; shown below the gallery. ``options`` go to ``FeatureExplorer``."""
         from ..explorer import FeatureExplorer
 
         index = self.selected if index is None else index
         direction = self.session.direction(index)
-        explorer = FeatureExplorer(self._binding.model, self._binding.sae, direction=direction,
-                                   hook=self.vectors.hook, scale=1.0, prompt=self.session.prompts[0],
-                                   max_new_tokens=self.session.max_new_tokens,
-                                   self_explain_options={"layer": self.vectors.source_layer})
+        settings = {**dict(hook=self.vectors.hook, scale=1.0, prompt=self.session.prompts[0],
+                           max_new_tokens=self.session.max_new_tokens,
+                           self_explain_options={"layer": self.vectors.source_layer}), **options}
+        explorer = FeatureExplorer(self._binding.model, self._binding.sae, direction=direction, **settings)
         self.explorers.append(explorer)
         self.output.clear_output()
         with self.output:
@@ -186,9 +187,13 @@ class MelboExplorer(anywidget.AnyWidget):
         return done
 
     def close(self) -> None:
-        for runner in (self._cards_runner, self._detail_runner, self._train_runner):
-            runner.close()
-        self.session.close()
+        for name in ("_cards_runner", "_detail_runner", "_train_runner"):
+            runner = getattr(self, name, None)
+            if runner is not None:
+                runner.close()
+        session = getattr(self, "session", None)
+        if session is not None:
+            session.close()
         super().close()
 
     # -- reactions ------------------------------------------------------------------------------
