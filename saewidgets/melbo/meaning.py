@@ -1,10 +1,10 @@
 """What MELBO vectors do and mean: steered generations, SAE codes, logit lens, self-explanation, groups.
 
 Every piece takes the vectors as ``sw.Direction`` values (``MelboVectors`` items) and goes through
-the package's own analyses: generations through ``saewidgets.steering.steer_variants`` (the vector
-added at its source layer, at every position, at multiples of R, baseline alongside), SAE codes
-through ``sw.decompose``, the logit lens through ``sw.logit_stats``, self-explanation through
-``sw.self_explain``.
+the package's own analyses: generations as ``sw.steer`` makes them (the vector added at its source
+layer, at every position, at multiples of R, baseline alongside; all rows batched in one engine
+generation), SAE codes through ``sw.decompose``, the logit lens through ``sw.logit_stats``,
+self-explanation through ``sw.self_explain``.
 
 The SAE usually reads another layer than the one the vector is added to. ``effect`` is then what
 the vector does there: the mean change it causes in the residual at the SAE's point over the
@@ -32,9 +32,9 @@ from ..core.binding import Binding, bind
 from ..core.direction import Direction
 from ..core.sae import HookPoint
 from ..decomposition import SparseCode, decompose
-from ..engine import Decoding, Edit, Read, Row, trace
+from ..engine import Decoding, Edit, Read, Row, generate, trace
 from ..engine.batch import tokenize
-from ..steering import steer_variants
+from ..steering import Continuation
 from .result import MelboVectors
 from .train import check_prompts
 
@@ -62,7 +62,7 @@ def steered_generations(
     max_new_tokens: int = 16,
     temperature: float = 0.0,
     seed: int = 0,
-    batch_size: int = 64,
+    batch_size: int = 128,
     progress: bool = False,
     remote: Any = False,
 ) -> pd.DataFrame:
@@ -70,7 +70,8 @@ def steered_generations(
     ``m * R``), at every position of the prompt and of each generated token, and unsteered.
 
     ``prompts`` default to the run's training prompts; ``held_out`` are more prompts (split
-    ``"held_out"``). One batched generation per prompt (``steer_variants``). Returns one row per
+    ``"held_out"``). All rows (baselines, then each vector and multiple on each prompt) run in
+    generations of ``batch_size`` rows, each the continuation ``sw.steer`` gives. Returns one row per
     (vector, prompt, multiple): ``vector``, ``prompt``, ``split`` (``"train"``/``"held_out"``),
     ``multiple``, ``norm``, ``baseline``, ``steered``.
     """
@@ -96,25 +97,39 @@ def steered_generations(
 
 
 def _generate(binding: Binding, prompts: list[str], directions: list[Direction], decoding: Decoding, batch_size: int,
-              remote: Any, progress: bool) -> tuple[list[Any], list[list[Any]]]:
-    """Baseline and steered continuations of every prompt for every direction: batched over the
-    directions (``steer_variants``, one prompt at a time) when they outnumber the prompts, else
-    over the prompts (``sw.steer``, one direction at a time). Rows do not depend on their batch."""
-    from ..steering import steer
+              remote: Any, progress: bool) -> tuple[list[Continuation], list[list[Continuation]]]:
+    """Baseline and steered continuations of every prompt for every direction, all rows in as few
+    engine generations as ``batch_size`` allows: the rows ``sw.steer`` / ``steer_variants`` run (the
+    direction added at the binding's point, at every position), which do not depend on their batch.
+    A zero direction's continuation is the baseline."""
+    from tqdm.auto import tqdm
 
-    if len(directions) >= len(prompts):
-        out = [steer_variants(binding, prompt, directions, decoding, batch_size=batch_size, remote=remote,
-                              progress=progress) for prompt in prompts]
-        return [base for base, _ in out], [runs for _, runs in out]
-    first = None
-    per_direction = []
-    for direction in directions:
-        result = steer(binding, prompt=prompts, features=direction, decoding=decoding, baseline=first,
-                       progress=progress, remote=remote)
-        first = first or result
-        per_direction.append(result.steered_runs)
-    baselines = first.baseline_runs if first is not None else [None] * len(prompts)
-    return list(baselines), [[runs[p] for runs in per_direction] for p in range(len(prompts))]
+    vectors = [d.check_width(binding.d_model).vector for d in directions]
+    rows = [Row(p) for p in prompts]
+    wanted = [(k, p) for k, v in enumerate(vectors) if bool(v.any()) for p in range(len(prompts))]
+    rows += [Row(prompts[p], (Edit(binding.layer, vectors[k], site=binding.site),)) for k, p in wanted]
+    runs: list[Continuation] = []
+    with tqdm(total=len(rows), desc="steering", unit="row", disable=not progress) as bar:
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            generation = generate(binding.model, chunk, decoding, remote=remote)
+            runs += [_continuation(generation, r, binding.tokenizer) for r in range(len(chunk))]
+            bar.update(len(chunk))
+    baselines = runs[:len(prompts)]
+    steered = [[baselines[p]] * len(vectors) for p in range(len(prompts))]
+    for (k, p), run in zip(wanted, runs[len(prompts):]):
+        steered[p][k] = run
+    return baselines, steered
+
+
+def _continuation(generation: Any, row: int, tokenizer: Any) -> Continuation:
+    """Row ``row`` of a generation as ``sw.steer`` reports it: text without the final EOS."""
+    ids, logprobs = generation.continuation(row)
+    ended = generation.ended[row]
+    eos = tokenizer.eos_token_id
+    trim = ended and bool(ids) and isinstance(eos, int) and ids[-1] == eos
+    return Continuation(tokenizer.decode(ids[:-1] if trim else ids, clean_up_tokenization_spaces=False), ids,
+                        logprobs, ended)
 
 
 # -- what a vector does at another layer ------------------------------------------------------
