@@ -38,6 +38,7 @@ def test_gallery_cards_generations_and_selection(setup, tmp_path):
                    max_new_tokens=5, prepend_bos=False, progress=False)
     assert (gen["rows"][3]["baseline"], gen["rows"][3]["steered"][2]) == (ref.baseline, ref.steered)
     assert gallery.explanation["status"] == "done" and gallery.explanation["layer"] == 0  # auto for small models
+    assert gallery.cards[0]["explanation"] == gallery.explanation["explanation"]  # shown on its card too
     assert gallery.saved_path == str(tmp_path / "m.sqlite") and gallery.settings["radius"] == 4.0
 
     gallery.selected = 1

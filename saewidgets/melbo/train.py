@@ -196,8 +196,9 @@ def run_key(model: str, prompts: Sequence[Any], settings: MelboSettings, *, save
 
 
 def _distances(h: torch.Tensor, mask: torch.Tensor, baseline: torch.Tensor, p: float) -> torch.Tensor:
-    """Per row: ``sum_t ||h_t - baseline_t||^p`` over real tokens (runs inside the trace)."""
-    squares = ((h - baseline.to(h.device, h.dtype)) ** 2).sum(-1)
+    """Per row: ``sum_t ||h_t - baseline_t||^p`` over real tokens (runs inside the trace; in float32
+    whatever the model's dtype)."""
+    squares = ((h.float() - baseline.to(h.device, torch.float32)) ** 2).sum(-1)
     per_token = squares if p == 2 else squares.clamp_min(1e-30) ** (p / 2)
     return (per_token * mask.to(per_token.dtype)).sum(-1)
 

@@ -190,7 +190,7 @@ class MelboSession:
         self._check_index(index)
         with self._lock:
             if index in self._cards:
-                return self._cards[index]
+                return self._with_explanation(self._cards[index])
         v = self.vectors
         code = meaning.decompose_vector(self.binding, None, v, index, remote=self.remote)
         seen = meaning.lens(self.binding, None, v, index, remote=self.remote)
@@ -215,7 +215,11 @@ class MelboSession:
         }
         with self._lock:
             self._cards[index] = card
-        return card
+        return self._with_explanation(card)
+
+    def _with_explanation(self, card: dict) -> dict:
+        done = self._explanations.get(card["index"])
+        return {**card, "explanation": done["explanation"]} if done else card
 
     def _feature_tokens(self, features: list[int]) -> dict[int, list[str]]:
         if not features:

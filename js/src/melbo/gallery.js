@@ -30,6 +30,7 @@ function card(store, c, selected) {
       ? h("div", { class: "sw-muted sw-melbo-added", title: "words its continuations add over the baselines" },
         `+ ${c.added_words.slice(0, 5).join(" ")}`)
       : null,
+    c.explanation ? h("p", { class: "sw-melbo-card-explain", title: "self-explanation" }, `“${String(c.explanation)}”`) : null,
     sample,
   );
 }

@@ -194,6 +194,10 @@ class MelboExplorer(anywidget.AnyWidget):
         session = getattr(self, "session", None)
         if session is not None:
             session.close()
+        for name in ("_box", "output"):
+            part = getattr(self, name, None)
+            if part is not None and part is not self:
+                part.close()
         super().close()
 
     # -- reactions ------------------------------------------------------------------------------
@@ -315,7 +319,15 @@ class MelboExplorer(anywidget.AnyWidget):
             payload = self.session.explanation(index)
         except Exception as error:
             payload = {"index": index, "status": "error", "message": f"self-explanation failed: {error}"}
-        ticket.publish(lambda: setattr(self, "explanation", payload))
+        ticket.publish(lambda: self._set_explanation(index, payload))
+
+    def _set_explanation(self, index: int, payload: dict) -> None:
+        """Show the selected vector's self-explanation, and put it on its card."""
+        with self.hold_sync():
+            self.explanation = payload
+            if payload.get("status") == "done":
+                self.cards = [{**c, "explanation": payload["explanation"]} if c.get("index") == index else c
+                              for c in self.cards]
 
     # -- training -------------------------------------------------------------------------------
     def _train_job(self, n: int, ticket: Ticket) -> None:
