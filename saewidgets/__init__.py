@@ -75,6 +75,11 @@ _LAZY = {
     "task_features": ".tasks",
     "TaskFeatures": ".tasks",
     "TaskExplorer": ".widgets.tasks",
+    "melbo": ".melbo",
+    "MelboVectors": ".melbo",
+    "MelboStore": ".melbo",
+    "melbo_meaning": ".melbo.meaning",
+    "MelboExplorer": ".widgets.melbo",
 }
 
 __all__ = ["SAE", "Binding", "HookPoint", "ModelLayout", "bind", "load_model", "load_sae", "save_sae", *_LAZY]

@@ -96,6 +96,12 @@ def test_trace_gradients_match_autograd(gpt2):
         handle.remove()
     assert out.loss == pytest.approx(float(loss.detach()), rel=1e-5)
     torch.testing.assert_close(out.grads[0], ref_theta.grad, atol=1e-3, rtol=1e-4)
+    weights = list(hf.parameters())
+    assert all(w.requires_grad for w in weights)  # restored after the pass ...
+    for w in weights:
+        w.grad = None
+    trace(gpt2, rows, [masked], loss=lambda r: (r["z"] ** 2).sum(), wrt=[theta])
+    assert all(w.grad is None for w in weights)  # ... which differentiated theta only
     again = trace(gpt2, rows, [masked], loss=lambda r: (r["z"] ** 2).sum(), wrt=[theta],
                   remote="local")  # nnsight's serialisation path: the same gradient comes back
     torch.testing.assert_close(again.grads[0], out.grads[0])

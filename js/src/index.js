@@ -3,11 +3,12 @@ import "./styles.css";
 import { renderExplorer } from "./explorer/view.js";
 import { renderTasks } from "./tasks/view.js";
 import { renderChart } from "./chart.js";
+import { renderMelbo } from "./melbo/view.js";
 import { widgetStore } from "./explorer/store.js";
 import { snapshotModel } from "./standalone/snapshot.js";
 import { renderTable } from "./explorer/table.js";
 
-const VIEWS = { explorer: renderExplorer, chart: renderChart, table: renderTable, tasks: renderTasks };
+const VIEWS = { explorer: renderExplorer, chart: renderChart, table: renderTable, tasks: renderTasks, melbo: renderMelbo };
 
 function render({ model, el }) {
   const kind = model.get("_kind");
@@ -27,5 +28,5 @@ function render({ model, el }) {
   };
 }
 
-export { renderExplorer, VIEWS };
+export { renderExplorer, renderMelbo, VIEWS };
 export default { render };

@@ -23,8 +23,9 @@ batch, so there each row's draw would depend on its neighbours.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import nnsight
 import torch
@@ -281,7 +282,9 @@ def trace(
     With ``loss`` (a function of the reads dict returning a scalar), the pass keeps gradients,
     calls ``loss(reads).backward()`` inside the trace (so it also runs remotely) and returns the
     loss value and the gradients of the tensors in ``wrt`` (e.g. a vector an edit adds); the
-    reads then come back detached. Without it nothing keeps gradients.
+    reads then come back detached. Without it nothing keeps gradients. Only ``wrt`` is
+    differentiated: the model's own weights are not (their ``requires_grad`` is off during the
+    pass and restored after; locally, none of them gets a ``.grad``).
     """
     layout, n_layers, batch = _prepare(model, rows, reads, prepend_bos)
     if stop and (batch.logit_reads or loss is not None):
@@ -296,7 +299,8 @@ def trace(
         if not tensor.requires_grad:
             raise ValueError("every tensor in wrt= must require gradients (tensor.requires_grad_())")
         tensor.grad = None
-    with model_lock(model), torch.set_grad_enabled(grad), model.trace(inputs, remote=remote) as tracer:
+    with model_lock(model), _frozen_weights(model, wrt, grad), torch.set_grad_enabled(grad), \
+            model.trace(inputs, remote=remote) as tracer:
         values = nnsight.save({})
         checks = nnsight.save([])
         result = nnsight.save({"grads": []})
@@ -322,6 +326,24 @@ def trace(
         raise NonFiniteError("the loss is inf/NaN: an edit pushed the model out of its number range")
     return Trace(reads_out, batch.prompt_ids, mask, None if objective is None else float(objective),
                  list(result["grads"]))
+
+
+@contextmanager
+def _frozen_weights(model: Any, wrt: Sequence[torch.Tensor], active: bool) -> Iterator[None]:
+    """While ``active``: the model's parameters (those not in ``wrt``) do not require gradients,
+    so a backward pass computes only what ``wrt`` needs and leaves no ``.grad`` on the weights."""
+    if not active:
+        yield
+        return
+    wanted = {id(tensor) for tensor in wrt}
+    frozen = [p for p in model._module.parameters() if p.requires_grad and id(p) not in wanted]
+    for parameter in frozen:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter in frozen:
+            parameter.requires_grad_(True)
 
 
 # -- generate -----------------------------------------------------------------------------------

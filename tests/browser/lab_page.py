@@ -147,4 +147,4 @@ def run_cell(page: Any, index: int, timeout: float = 120_000) -> str:
         arg=[index, before],
         timeout=timeout,
     )
-    return cell.locator(".jp-OutputArea").inner_text()
+    return cell.locator(".jp-OutputArea").first.inner_text()  # the cell's own (widgets may hold more)

@@ -1,0 +1,5 @@
+"""The MELBO explorer widget."""
+
+from .widget import MelboExplorer
+
+__all__ = ["MelboExplorer"]
