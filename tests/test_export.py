@@ -177,8 +177,10 @@ def test_save_html_writes_one_offline_file(explorer, tmp_path):
     assert esm == (REPO / "saewidgets" / "static" / "widget.js").read_text(encoding="utf-8")
     [view] = [json.loads(v) for v in _scripts(html, VIEW_MIMETYPE)]
     assert view["state"]["feature"] == 3 and "_esm" not in view["state"]
-    [buffer] = view["buffers"]
-    assert buffer["path"] == ["precomputed_data"]
+    buffers = {tuple(b["path"]): b for b in view["buffers"]}
+    assert set(buffers) <= {("precomputed_data",), ("table_data",)}  # table_data: the atlas's table (none here)
+    assert not base64.b64decode(buffers.get(("table_data",), {"data": ""})["data"])
+    buffer = buffers[("precomputed_data",)]
     assert base64.b64decode(buffer["data"]) == explorer.precomputed_data
     # the packed arrays cost less than the same numbers as JSON
     as_json = len(json.dumps(unpack(explorer.precomputed, explorer.precomputed_data)))

@@ -47,10 +47,19 @@ def rendered_side(root: Any, role: str) -> list[dict]:
     return out
 
 
+# js/src/explorer/visible.js: control and invisible format characters show as escapes (\x0c, \u202e)
+CONTROLS = re.compile("[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200b\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def visible_text(text: str) -> str:
+    """A token as the view shows it (Python's twin of visibleText)."""
+    return CONTROLS.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+
+
 def assert_side_matches(shown: list[dict], tokens: list[str], logprobs: list[float], where: str) -> None:
-    """Each shown token is the snapshot's token at that position, with its float16 log-probability
-    (shown to 3 significant digits)."""
-    assert [s["token"] for s in shown] == list(tokens), where
+    """Each shown token is the snapshot's token at that position (control characters as escapes),
+    with its float16 log-probability (shown to 3 significant digits)."""
+    assert [s["token"] for s in shown] == [visible_text(t) for t in tokens], where
     for i, (s, expected) in enumerate(zip(shown, logprobs)):
         assert s["logprob"] is not None, f"{where}: token {i} shows no log-probability"
         assert abs(s["logprob"] - expected) <= 0.006 * abs(expected) + 1e-6, (where, i, s["logprob"], expected)

@@ -130,7 +130,7 @@ export function examplesPanel(store) {
   const node = h(
     "section",
     { class: "sw-panel sw-examples", "aria-label": "activation examples" },
-    h("div", { class: "sw-feature-head" }, h("h3", { class: "sw-title" }, "Activation examples"), summary),
+    h("div", { class: "sw-feature-head" }, h("h3", { class: "sw-section-title" }, "Activation examples"), summary),
     h("div", { class: "sw-row sw-label-row" }, h("label", { class: "sw-label", for: labelId }, "Label"), labelBox, saved),
     h(
       "div",

@@ -15,7 +15,7 @@ function allFeatures(store) {
   const details = h(
     "details",
     { class: "sw-panel sw-all-features", on: { toggle: () => details.open && table.open() } },
-    h("summary", { class: "sw-title" }, "All features"),
+    h("summary", { class: "sw-section-title" }, "All features"),
     table.node,
   );
   const update = () => {
