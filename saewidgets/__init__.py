@@ -62,6 +62,7 @@ _LAZY = {
     "SparseCode": ".decomposition",
     "set_self_explain_defaults": ".self_explanation.defaults",
     "export": ".export",
+    "Chart": ".chart",
     "collect_activations": ".atlas",
     "Atlas": ".atlas",
     "FeatureTable": ".widgets.table",
