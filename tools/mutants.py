@@ -157,20 +157,19 @@ MUTANTS = (
            "float16 log-probabilities decoded with the wrong exponent bias"),
     # -- the enrichment walk -------------------------------------------------------------------------
     Mutant("walk-steps-off-by-one", "saewidgets/logit_lens/ranks.py",
-           ("        score += np.arange(1, m + 1, dtype=wide) * wide(vocab) - wide(m)",
-            "            steps = (np.arange(1, m + 1, dtype=np.int64) * vocab - m).astype(wide)"),
-           "<same line with np.arange(0, m ...)>",
-           (ENRICH + "test_scores_equal_the_literal_running_sum",),
+           ("            steps = (np.arange(1, m + 1, dtype=np.int64) * vocab - m).astype(wide)",),
+           "            steps = (np.arange(0, m, dtype=np.int64) * vocab - m).astype(wide)",
+           (ENRICH + "test_scores_equal_the_running_sum_walk",),
            "the running sum counts members from 0"),
     Mutant("walk-before-value", "saewidgets/logit_lens/ranks.py",
-           ("        low = score[all_rows, bottom].astype(np.int64) - n",
-            "        low_ = score[every, bottom].astype(np.int64) - n"),
-           "<same line without - n>",
-           (ENRICH + "test_scores_equal_the_literal_running_sum",),
+           ("        low_ = score[every, bottom].astype(np.int64) - n",),
+           "        low_ = score[every, bottom].astype(np.int64)",
+           (ENRICH + "test_scores_equal_the_running_sum_walk",),
            "the lowest running sum read after a member instead of before it"),
     Mutant("walk-complement-sign", "saewidgets/logit_lens/ranks.py",
-           ("        es[:, s] = -value if flipped else value",), "        es[:, s] = value",
-           (ENRICH + "test_scores_equal_the_literal_running_sum",),
+           ("            es[:, s] = -np.where(high + low_ > 0, high, low_) / (m * n)",),
+           "            es[:, s] = np.where(high + low_ > 0, high, low_) / (m * n)",
+           (ENRICH + "test_scores_equal_the_running_sum_walk",),
            "a set scored through its complement keeps the complement's sign"),
     Mutant("walk-ties-early", "saewidgets/logit_lens/ranks.py",
            ("    return int((steps - late * m).max()), int((steps - early * m).min() - n)",),
@@ -186,20 +185,11 @@ MUTANTS = (
            (ENRICH + "test_benjamini_hochberg_by_hand",),
            "Benjamini-Hochberg q-values without the step-up minimum"),
     Mutant("enrichment-chunks-overlap", "saewidgets/logit_lens/enrichment.py",
-           ("                target = slice(rows.start + start, rows.start + start + result.es.shape[0])",),
-           "                target = slice(start, start + result.es.shape[0])",
+           ("            rows = slice(chunk.positions.start + start, chunk.positions.start + start + es.shape[0])",),
+           "            rows = slice(start, start + es.shape[0])",
            (ENRICH + "test_enrichment_table_matches_the_reference_on_model_weights",),
            "each chunk of features written over the first rows"),
 )
-
-
-def _replacement(mutant: Mutant, old: str) -> str:
-    """The mutant's new text; ``<same line ...>`` forms derive it from the matched alternative."""
-    if mutant.new == "<same line with np.arange(0, m ...)>":
-        return old.replace("np.arange(1, m + 1,", "np.arange(0, m,")
-    if mutant.new == "<same line without - n>":
-        return old[: old.rindex(" - n")]
-    return mutant.new
 
 
 def apply(mutant: Mutant, root: Path) -> None:
@@ -207,7 +197,7 @@ def apply(mutant: Mutant, root: Path) -> None:
     text = path.read_text(encoding="utf-8")
     for old in mutant.old:
         if text.count(old) == 1:
-            path.write_text(text.replace(old, _replacement(mutant, old)), encoding="utf-8")
+            path.write_text(text.replace(old, mutant.new), encoding="utf-8")
             return
     counts = {old[:60]: text.count(old) for old in mutant.old}
     raise LookupError(f"{mutant.path}: the snippet to mutate must occur exactly once; found {counts}")
