@@ -1,5 +1,6 @@
 // FeatureExplorer's view: a function of the store (the widget's traits).
 import { h } from "../dom.js";
+import { header, errorBanner } from "../chrome.js";
 import { watch } from "./store.js";
 import { pickerPanel } from "./picker.js";
 import { featurePanel } from "./feature.js";
@@ -26,43 +27,10 @@ function allFeatures(store) {
   return { node: details, destroy: () => { stop(); table.destroy(); } };
 }
 
-function header(store) {
-  const title = h("span", { class: "sw-header-title" });
-  const busy = h("span", { class: "sw-busy", role: "status", "aria-live": "polite" });
-  const node = h("header", { class: "sw-header" }, h("strong", {}, "Feature explorer"), title, busy);
-  function update() {
-    title.textContent = store.get("title") || "";
-    const isBusy = Boolean(store.get("busy"));
-    busy.dataset.busy = String(isBusy);
-    busy.replaceChildren(...(isBusy ? [h("span", { class: "sw-spinner", "aria-hidden": "true" }), "working…"] : []));
-  }
-  const stop = watch(store, ["title", "busy"], update);
-  update();
-  return { node, destroy: stop };
-}
-
-function errorBanner(store) {
-  const message = h("span", { class: "sw-error-message" });
-  const dismiss = h(
-    "button",
-    { class: "sw-button sw-icon", type: "button", "aria-label": "dismiss error", on: { click: () => store.set("error", "") } },
-    "×",
-  );
-  const node = h("div", { class: "sw-error", role: "alert" }, message, dismiss);
-  function update() {
-    const error = store.get("error") || "";
-    message.textContent = error;
-    node.hidden = !error;
-  }
-  const stop = watch(store, ["error"], update);
-  update();
-  return { node, destroy: stop };
-}
-
 /** Render the explorer into `el`; returns a cleanup function. */
 export function renderExplorer(el, store) {
   const parts = {
-    header: header(store),
+    header: header(store, "Feature explorer"),
     error: errorBanner(store),
     picker: pickerPanel(store),
     feature: featurePanel(store),

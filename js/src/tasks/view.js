@@ -4,6 +4,7 @@
 import "./tasks.css";
 import { h, replace, fmt, uid } from "../dom.js";
 import { watch } from "../explorer/store.js";
+import { header, errorBanner } from "../chrome.js";
 import { onThemeChange, themeColours } from "../explorer/theme.js";
 import { drawSpec } from "./charts.js";
 
@@ -15,39 +16,6 @@ const ROLE_TEXT = {
 };
 
 const percent = (value) => (value === null || value === undefined ? "–" : `${Math.round(100 * value)}%`);
-
-function header(store) {
-  const title = h("span", { class: "sw-header-title" });
-  const busy = h("span", { class: "sw-busy", role: "status", "aria-live": "polite" });
-  const node = h("header", { class: "sw-header" }, h("strong", {}, "Task explorer"), title, busy);
-  function update() {
-    title.textContent = store.get("title") || "";
-    const isBusy = Boolean(store.get("busy"));
-    busy.dataset.busy = String(isBusy);
-    busy.replaceChildren(...(isBusy ? [h("span", { class: "sw-spinner", "aria-hidden": "true" }), "working…"] : []));
-  }
-  const stop = watch(store, ["title", "busy"], update);
-  update();
-  return { node, destroy: stop };
-}
-
-function errorBanner(store) {
-  const message = h("span", { class: "sw-error-message" });
-  const dismiss = h(
-    "button",
-    { class: "sw-button sw-icon", type: "button", "aria-label": "dismiss error", on: { click: () => store.set("error", "") } },
-    "×",
-  );
-  const node = h("div", { class: "sw-error", role: "alert" }, message, dismiss);
-  function update() {
-    const error = store.get("error") || "";
-    message.textContent = error;
-    node.hidden = !error;
-  }
-  const stop = watch(store, ["error"], update);
-  update();
-  return { node, destroy: stop };
-}
 
 /** Choose a task, or type one as `x -> y` lines. */
 function taskPanel(store) {
@@ -312,7 +280,7 @@ export function renderTasks(el, store) {
     );
   }
   const parts = {
-    header: header(store),
+    header: header(store, "Task explorer"),
     error: errorBanner(store),
     task: taskPanel(store),
     overview: overviewPanel(store),
