@@ -25,9 +25,7 @@ import argparse
 import copy
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -38,32 +36,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import saewidgets as sw  # noqa: E402
+from timing import measure  # noqa: E402  (benchmarks/timing.py)
 from tools.organism.evaluate import STEER_PROMPTS  # noqa: E402
 from tools.references.melbo_hooks import melbo_reference  # noqa: E402
 
 PROMPTS = STEER_PROMPTS[:8]
 PER_VECTOR = 300
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def measure(variants: dict[str, Callable[[], object]], repeats: int, device: str) -> dict[str, dict[str, float]]:
-    """Median wall and process-CPU seconds per call of each variant, interleaved, after a warm-up."""
-    wall: dict[str, list[float]] = {name: [] for name in variants}
-    cpu: dict[str, list[float]] = {name: [] for name in variants}
-    for round_ in range(repeats + 1):
-        for name, fn in variants.items():
-            sync(device)
-            start, start_cpu = time.perf_counter(), time.process_time()
-            fn()
-            sync(device)
-            if round_:
-                wall[name].append(time.perf_counter() - start)
-                cpu[name].append(time.process_time() - start_cpu)
-    return {name: dict(wall=statistics.median(wall[name]), cpu=statistics.median(cpu[name])) for name in variants}
 
 
 def models(device: str) -> list[tuple[str, object, object, dict]]:

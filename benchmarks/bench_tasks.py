@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import saewidgets as sw  # noqa: E402
+from timing import measure  # noqa: E402  (benchmarks/timing.py)
 from saewidgets.tasks.features import CleanupSettings, cleanup  # noqa: E402
 from saewidgets.tasks.runs import n_layers  # noqa: E402
 from tiny_models import random_sae, tiny_tokenizer  # noqa: E402
@@ -42,26 +42,6 @@ from tiny_models import random_sae, tiny_tokenizer  # noqa: E402
 PAIRS = [("red", "green"), ("blue", "fox"), ("quick", "lazy"), ("cats", "dogs"), ("one", "two"), ("Hello", "World"),
          ("year", "days"), ("brown", "jumps"), ("three", "mostly"), ("after", "said"), ("over", "dog"),
          ("green", "BLUE"), ("two", "three"), ("lazy", "quick"), ("days", "year"), ("World", "Hello")]
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def measure(variants: dict[str, Callable[[], object]], repeats: int, device: str) -> dict[str, dict[str, float]]:
-    wall: dict[str, list[float]] = {name: [] for name in variants}
-    cpu: dict[str, list[float]] = {name: [] for name in variants}
-    for round_ in range(repeats + 1):
-        for name, fn in variants.items():
-            sync(device)
-            start, start_cpu = time.perf_counter(), time.process_time()
-            fn()
-            sync(device)
-            if round_:
-                wall[name].append(time.perf_counter() - start)
-                cpu[name].append(time.process_time() - start_cpu)
-    return {name: dict(wall=statistics.median(wall[name]), cpu=statistics.median(cpu[name])) for name in variants}
 
 
 def models(device: str, quick: bool) -> list[tuple[str, object, object, list]]:
