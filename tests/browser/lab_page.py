@@ -106,6 +106,22 @@ def start_lab(root: Path, home: Path, timeout: float = 90.0) -> Iterator[Lab]:
                 proc.wait()
 
 
+def watched_page(browser: Any, width: int, height: int) -> tuple[Any, Any, list[str], list[str]]:
+    """A new context and page of ``width`` x ``height`` that records every request leaving the
+    machine (anything but 127.0.0.1, data: and blob:) and every page error: (context, page,
+    outside, errors)."""
+    from urllib.parse import urlparse
+
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if urlparse(r.url).hostname not in ("127.0.0.1", None)
+            and not r.url.startswith(("data:", "blob:")) else None)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return context, page, outside, errors
+
+
 def open_notebook(page: Any, url: str, timeout: float = 60_000) -> None:
     """Open a notebook and wait until its kernel is ready (accepting the kernel dialog)."""
     page.goto(url, wait_until="domcontentloaded", timeout=timeout)

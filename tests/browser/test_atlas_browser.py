@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import re
 import shutil
-from urllib.parse import urlparse
 
 import pytest
 import torch
 
-from lab_page import open_notebook, run_cell
+from lab_page import open_notebook, run_cell, watched_page
 
 pytestmark = pytest.mark.browser
 
@@ -66,13 +65,7 @@ def test_examples_panel_and_feature_table_in_jupyterlab(lab, browser, artifacts,
         f"saved = ex.save_html('atlas-page.html', features=[{animal}, {colour}], n_scales=3, self_explain=False, progress=False)\n"
         "print('SAVED', saved.path)",
     ])
-    context = browser.new_context(viewport={"width": 1400, "height": 2600})  # tall: whole panels in shots
-    page = context.new_page()
-    outside: list[str] = []
-    page.on("request", lambda r: outside.append(r.url) if urlparse(r.url).hostname not in ("127.0.0.1", None)
-            and not r.url.startswith(("data:", "blob:")) else None)
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    context, page, outside, errors = watched_page(browser, 1400, 2600)  # tall: whole panels in shots
     try:
         open_notebook(page, lab.notebook_url("atlas.ipynb"), timeout=TIMEOUT)
         run_cell(page, 0, timeout=TIMEOUT)

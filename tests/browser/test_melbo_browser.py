@@ -12,11 +12,10 @@ go to test-artifacts/. No request may leave 127.0.0.1.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlparse
 
 import pytest
 
-from lab_page import open_notebook, run_cell
+from lab_page import open_notebook, run_cell, watched_page
 
 pytestmark = pytest.mark.browser
 
@@ -45,13 +44,7 @@ def test_melbo_explorer_live_in_jupyterlab(lab, browser, artifacts, tmp_path):
         "print('AGAIN', len(again.vectors), [round(o, 3) for o in again.vectors.objectives] == "
         "[round(o, 3) for o in gallery.vectors.objectives])",
     ])
-    context = browser.new_context(viewport={"width": 1500, "height": 1200})
-    page = context.new_page()
-    outside: list[str] = []
-    page.on("request", lambda r: outside.append(r.url) if urlparse(r.url).hostname not in ("127.0.0.1", None)
-            and not r.url.startswith(("data:", "blob:")) else None)
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    context, page, outside, errors = watched_page(browser, 1500, 1200)
     try:
         open_notebook(page, lab.notebook_url("melbo.ipynb"), timeout=TIMEOUT)
         run_cell(page, 0, timeout=TIMEOUT)

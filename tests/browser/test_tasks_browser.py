@@ -10,11 +10,10 @@ Screenshots go to test-artifacts/. No request may leave 127.0.0.1.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlparse
 
 import pytest
 
-from lab_page import open_notebook, run_cell
+from lab_page import open_notebook, run_cell, watched_page
 
 pytestmark = pytest.mark.browser
 
@@ -57,13 +56,7 @@ def test_task_explorer_live_in_jupyterlab(lab, browser, artifacts):
         "fe",
         "print('STATE', tx.task, tx.opened, fe.feature, ','.join(map(str, tx.selected)), tx.completions.get('accuracy'))",
     ])
-    context = browser.new_context(viewport={"width": 1400, "height": 1300})
-    page = context.new_page()
-    outside: list[str] = []
-    page.on("request", lambda r: outside.append(r.url) if urlparse(r.url).hostname not in ("127.0.0.1", None)
-            and not r.url.startswith(("data:", "blob:")) else None)
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    context, page, outside, errors = watched_page(browser, 1400, 1300)
     try:
         open_notebook(page, lab.notebook_url("tasks.ipynb"), timeout=TIMEOUT)
         run_cell(page, 0, timeout=TIMEOUT)
