@@ -145,6 +145,19 @@ def test_a_few_exact_ties_count_as_one_step(data):
     assert (scores.tie_term == 5 * 6).all()  # five pairs: 2^3 - 2 each
 
 
+def test_an_extreme_at_the_end_of_a_tie_group():
+    """The lowest running sum in sort order sits just before the LAST token of a tie group
+    (a member sorted after a tied non-member): the tie-aware score reads it before the group.
+    Tokens 3 and 4 tie; with either of them the member, one of the two sets puts the member
+    last in the group, whatever order the sort gives equal weights."""
+    for weights in (np.array([[5, 4, 3, 2, 2, 1]], np.float32), np.array([[-1, -2, -3, -4, -4, -5]], np.float32)):
+        for members in ([np.array([3, 5])], [np.array([4, 5])]):
+            expected = reference_es(weights[0], members[0])
+            assert expected == -0.75  # the sort-order walk can reach -8/8 inside the group
+            assert rank_scores(weights, members).es[0, 0] == expected
+            assert score_rows(weights, TokenSets(members, 6), with_u=False)[0][0, 0] == expected
+
+
 def test_scores_without_u_are_the_same_even_with_ties(data):
     """es alone (logit_lens_table's path) looks for tie groups only when an extreme touches one."""
     weights, sets = data

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 RANK_ROWS = 16  # rows ranked together: their workspace stays a few MB and per-call overhead small
 ID_BITS = 29  # low mantissa bits of a float64 that are zero for a widened float32
@@ -115,6 +116,12 @@ class _Workspace:
         self.scores = np.empty(rows * sets.max_side, dtype=np.int64)
         self.token_ids = np.arange(vocab, dtype=np.int64)
         self.arange = np.arange(vocab, dtype=sets.rank_dtype)
+        # torch's scatter inverts the sorted order about 2.5x faster than a numpy fancy
+        # assignment; the same buffers, viewed as signed integers (bit patterns unchanged)
+        signed = np.int16 if sets.rank_dtype == np.uint16 else np.int32
+        self.ranks_t = torch.from_numpy(self.ranks.view(signed))
+        self.ids_t = torch.from_numpy(self.ids)
+        self.arange_t = torch.from_numpy(self.arange.view(signed)).expand(rows, vocab)
 
 
 _LOCAL = threading.local()
@@ -138,6 +145,7 @@ class TieGroups:
     token: np.ndarray  # the token there,
     shift: np.ndarray  # and its group's mid-rank minus the position
     tie_term: np.ndarray  # per row: sum over groups of (t^3 - t)
+    tied: np.ndarray  # rows x (V - 1): position p ties with p + 1
 
 
 def score_rows(
@@ -157,8 +165,7 @@ def score_rows(
         raise ValueError("the logit weights contain NaN or infinite values; check the model and SAE weights")
     ids = np.bitwise_and(bits, low, out=space.ids[:rows])
     ranks = space.ranks[:rows]
-    for row in range(rows):
-        ranks[row, ids[row]] = space.arange
+    space.ranks_t[:rows].scatter_(1, space.ids_t[:rows], space.arange_t[:rows])  # ranks[row, ids[row]] = 0..V-1
     # every tie group is needed for U (mid-ranks, tie term); es alone needs them only when an
     # extreme sits next to an equal weight, which is rare: then they are found
     ties = _tie_groups(bits, ids, space, rows, vocab) if with_u else None
@@ -221,7 +228,7 @@ def _tie_groups(bits: np.ndarray, ids: np.ndarray, space: _Workspace, rows: int,
     if vocab < 2:
         empty = np.zeros(0, np.int64)
         return TieGroups(np.zeros((rows, 0), np.int64), np.zeros((rows, 0), np.int64), empty, empty, np.zeros(0),
-                         np.zeros(rows))
+                         np.zeros(rows), np.zeros((rows, 0), bool))
     keys = bits.view(np.uint64)  # unsigned: a sign difference must not read as a small XOR
     xor = np.bitwise_xor(keys[:, 1:], keys[:, :-1], out=space.xor[:rows])
     tied = np.less_equal(xor, np.uint64(low), out=space.tied[:rows])  # position p ties with p + 1
@@ -231,7 +238,7 @@ def _tie_groups(bits: np.ndarray, ids: np.ndarray, space: _Workspace, rows: int,
     if tie_row.size == 0:
         empty = np.zeros(0, np.int64)
         return TieGroups(np.zeros((rows, 0), np.int64), np.zeros((rows, 0), np.int64), empty, empty, np.zeros(0),
-                         tie_term)
+                         tie_term, tied)
     flat = tie_row * vocab + tie_pos
     breaks = np.flatnonzero(np.diff(flat) != 1)  # runs of consecutive tied positions: one group each
     run_start = np.concatenate([[0], breaks + 1])
@@ -254,17 +261,24 @@ def _tie_groups(bits: np.ndarray, ids: np.ndarray, space: _Workspace, rows: int,
     group_first[group_row, slot] = first
     group_last[group_row, slot] = last
     return TieGroups(group_first, group_last, inside_row.astype(np.int64), ids[inside_row, inside].astype(np.int64),
-                     shift.astype(np.float64), tie_term)
+                     shift.astype(np.float64), tie_term, tied)
 
 
 def _rows_with_tied_extremes(ties: TieGroups, at_top: np.ndarray, at_bottom: np.ndarray) -> np.ndarray:
     """Rows whose highest or lowest running sum sits at a member inside a tie group. Elsewhere
     the tie-aware extremes equal the sort-order ones: moving a member to its group's end
     only lowers its "after" value, and to its group's start only raises its "before" value."""
-    first, last = ties.first, ties.last
-    inside = ((first <= at_top[:, None]) & (at_top[:, None] <= last)).any(axis=1)
-    inside |= ((first <= at_bottom[:, None]) & (at_bottom[:, None] <= last)).any(axis=1)
-    return np.flatnonzero(inside)
+    tied = ties.tied
+    rows, pairs = tied.shape
+    every = np.arange(rows)
+
+    def inside(at: np.ndarray) -> np.ndarray:  # tied with the next position or the previous one
+        at = at.astype(np.int64)
+        after = (at < pairs) & tied[every, np.minimum(at, pairs - 1)]
+        before = (at > 0) & tied[every, np.clip(at - 1, 0, pairs - 1)]
+        return after | before
+
+    return np.flatnonzero(inside(at_top) | inside(at_bottom)) if pairs else np.zeros(0, np.int64)
 
 
 def _tie_aware_extremes(positions: np.ndarray, ties: TieGroups, row: int, m: int, vocab: int) -> tuple[int, int]:
