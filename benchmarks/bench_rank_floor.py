@@ -2,6 +2,7 @@
 
     python benchmarks/bench_rank_floor.py                 # 2,048 features, 1 thread, 5 repeats
     python benchmarks/bench_rank_floor.py --features 4096 --threads 2
+    python benchmarks/bench_rank_floor.py --against 919a7b6   # also score_rows as of that commit
 
 Same GPT-2-small-shaped model, random SAE and 12 default token classes as
 bench_logit_stats.py (``sw.logit_lens_table``). Every part runs on the same features,
@@ -16,7 +17,9 @@ part is a real step of the table, run alone:
 * each class's member ranks, gathered and sorted (the least per-class work an exact
   score needs once the order is known);
 * ``score_rows`` whole (everything above from the sort on, plus the walk, ties and scores);
-* ``sw.logit_lens_table`` end to end.
+* ``sw.logit_lens_table`` end to end;
+* with ``--against REV``: ``score_rows`` of ``saewidgets/logit_lens/ranks.py`` as of git
+  revision REV, on the same rows, after checking that it returns the same scores.
 
 The floor printed at the end is the buffered matmul + statistics + the sort + the
 per-class gather and sort: what any exact design built from numpy's sort and gather
@@ -26,8 +29,11 @@ pays before it has computed a single score.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +42,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_logit_stats import VOCAB, build_binding  # noqa: E402
 from timing import measure  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def kernel_at(revision: str):
+    """The ``saewidgets.logit_lens.ranks`` module of a git revision, imported from a temp file."""
+    source = subprocess.run(["git", "show", f"{revision}:saewidgets/logit_lens/ranks.py"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp()) / "ranks_at_revision.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("ranks_at_revision", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--features", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--against", metavar="REV", help="also time score_rows as of this git revision")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
@@ -120,6 +143,19 @@ def main() -> None:
     def table() -> None:
         sw.logit_lens_table(binding, features=range(n), progress=False, workers=1)
 
+    old_parts = {}
+    if args.against:
+        old = kernel_at(args.against)
+        old_sets = old.TokenSets(members, VOCAB)
+        for block in blocks[:4]:
+            mine, theirs = score_rows(block, sets, with_u=False), old.score_rows(block, old_sets, with_u=False)
+            assert all(np.array_equal(a, b) for a, b in zip(mine, theirs)), "the two kernels disagree"
+
+        def old_kernel() -> None:
+            for block in blocks:
+                old.score_rows(block, old_sets, with_u=False)
+
+        old_parts[f"score_rows as of {args.against}"] = old_kernel
     parts = {
         "bare chunked W_dec @ W_U (baseline)": bare,
         "matmul into one buffer (stream)": buffered,
@@ -128,6 +164,7 @@ def main() -> None:
         "inverse order (token ranks)": invert,
         "12 classes: member ranks gathered + sorted": member_positions,
         "score_rows whole (sort to scores)": kernel,
+        **old_parts,
         "sw.logit_lens_table end to end": table,
     }
     times = measure(parts, args.repeats, "cpu")
