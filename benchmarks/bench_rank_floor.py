@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -143,7 +144,7 @@ def main() -> None:
     def table() -> None:
         sw.logit_lens_table(binding, features=range(n), progress=False, workers=1)
 
-    old_parts = {}
+    old_parts: dict[str, Callable[[], object]] = {}
     if args.against:
         old = kernel_at(args.against)
         old_sets = old.TokenSets(members, VOCAB)
@@ -156,7 +157,7 @@ def main() -> None:
                 old.score_rows(block, old_sets, with_u=False)
 
         old_parts[f"score_rows as of {args.against}"] = old_kernel
-    parts = {
+    parts: dict[str, Callable[[], object]] = {
         "bare chunked W_dec @ W_U (baseline)": bare,
         "matmul into one buffer (stream)": buffered,
         "stream + statistics (logit_stats' pass)": statistics,
