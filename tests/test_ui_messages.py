@@ -4,7 +4,6 @@ self-explanation chart's legend, and progress bars in offline exports."""
 from __future__ import annotations
 
 import copy
-import os
 import re
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import saewidgets as sw
 from saewidgets.export import offline_html
 from saewidgets.export.notebook import progress_text
 from saewidgets.widgets.explorer.widget import class_form
+from kernel_run import execute_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,7 +114,6 @@ def test_chart_legend_names_the_chosen_and_the_current_rule(organism):
 # -- progress bars in offline exports ---------------------------------------------------
 def _tqdm_notebook(tmp_path):
     import nbformat
-    from nbclient import NotebookClient
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [
@@ -122,15 +121,7 @@ def _tqdm_notebook(tmp_path):
         nbformat.v4.new_code_cell("for _ in tqdm(range(3), desc='gone', leave=False):\n    pass\nprint('after')"),
     ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), old]))
-    try:
-        NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH")
-        else:
-            os.environ["PYTHONPATH"] = old
+    execute_notebook(nb, tmp_path, timeout=120)
     return nb
 
 

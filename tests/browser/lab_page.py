@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,10 +52,42 @@ class Lab:
         return path
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def running_server(cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path, ready_url: str, name: str,
+                   timeout: float, *, any_answer: bool = False) -> Iterator[subprocess.Popen]:
+    """Run ``cmd`` (its output in ``log_path``) until ``ready_url`` answers 200 (or anything at
+    all, a 404 included, with ``any_answer``); terminated, then killed if it lingers, on exit."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    with urllib.request.urlopen(ready_url, timeout=2) as response:
+                        if any_answer or response.status == 200:
+                            break
+                except urllib.error.HTTPError:
+                    if any_answer:
+                        break
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not start; log:\n{log_path.read_text()[-3000:]}")
+                time.sleep(0.3)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 @contextmanager
@@ -66,7 +99,7 @@ def start_lab(root: Path, home: Path, timeout: float = 90.0) -> Iterator[Lab]:
         path = settings / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(value))
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
@@ -76,34 +109,11 @@ def start_lab(root: Path, home: Path, timeout: float = 90.0) -> Iterator[Lab]:
         "JUPYTER_CONFIG_DIR": str(home / "config"),
         "ANYWIDGET_HMR": "0",
     }
-    log_path = home / "lab.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip", "127.0.0.1", "--port", str(port),
-             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--allow-root"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as response:
-                        if response.status == 200:
-                            break
-                except OSError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not start; log:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.3)
-            yield Lab(url, token, root)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip", "127.0.0.1", "--port", str(port),
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--allow-root"]
+    with running_server(cmd, env, root, home / "lab.log", f"{url}/api/status?token={token}", "JupyterLab", timeout):
+        yield Lab(url, token, root)
 
 
 def watched_page(browser: Any, width: int, height: int) -> tuple[Any, Any, list[str], list[str]]:

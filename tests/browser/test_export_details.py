@@ -7,7 +7,6 @@ themselves; no stderr box (transformers' attention-mask warning) in the explorer
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import nbformat
 import pytest
 
 from saewidgets.export import offline_html
+from kernel_run import execute_notebook
 
 pytestmark = pytest.mark.browser
 
@@ -35,21 +35,11 @@ CELLS = [
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from nbclient import NotebookClient
-
     folder = tmp_path_factory.mktemp("exported")
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), old]))
-    try:
-        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
-    finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH")
-        else:
-            os.environ["PYTHONPATH"] = old
+    execute_notebook(nb, folder, timeout=300)
     printed = "".join(o.get("text", "") for o in nb.cells[3].outputs if o.get("output_type") == "stream")
     saved = offline_html(nb, folder / "notebook.html")
     return {"nb": nb, "html": saved.path, "standalone": folder / "standalone.html",

@@ -11,12 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -25,6 +20,7 @@ from urllib.parse import urlparse
 import pytest
 
 from contrast import below_aa, text_contrasts
+from lab_page import free_port, running_server
 
 pytestmark = pytest.mark.browser
 
@@ -57,12 +53,6 @@ if __name__ == "__main__":
 '''
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _module_missing(name: str) -> bool:
     from importlib.util import find_spec
 
@@ -88,29 +78,8 @@ def serve(args: list[str], ready_url: str, cwd: Path, home: Path, timeout: float
     if not env["JUPYTER_DATA_DIR"]:
         env.pop("JUPYTER_DATA_DIR")
     log_path = home / "server.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", *args], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    with urllib.request.urlopen(ready_url, timeout=2):
-                        break
-                except urllib.error.HTTPError:
-                    break  # the server answers (a 404 is an answer)
-                except OSError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{args[0]} did not start; log:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.3)
-            yield
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with running_server([sys.executable, "-m", *args], env, cwd, log_path, ready_url, args[0], timeout, any_answer=True):
+        yield
     print(f"--- {args[0]} log (tail) ---\n{log_path.read_text()[-1500:]}")
 
 
@@ -189,7 +158,7 @@ def test_explorer_in_jupyter_notebook_7(browser, artifacts, tmp_path):
     root.mkdir()
     home.mkdir()
     _notebook(root / "explorer.ipynb")
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     url = f"http://127.0.0.1:{port}"
     with serve(["notebook", "--no-browser", "--ip", "127.0.0.1", "--port", str(port), f"--IdentityProvider.token={token}",
                 f"--ServerApp.root_dir={root}", "--allow-root"], f"{url}/api/status?token={token}", root, home):
@@ -220,7 +189,7 @@ def test_explorer_in_voila(browser, artifacts, tmp_path, theme):
     root.mkdir()
     home.mkdir()
     _notebook(root / "explorer.ipynb")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     with serve(["voila", "explorer.ipynb", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
                 f"--theme={theme}", "--show_tracebacks=True"], f"{url}/voila/static/", root, home):
@@ -244,7 +213,7 @@ def test_explorer_in_marimo(browser, artifacts, tmp_path):
     root.mkdir()
     home.mkdir()
     (root / "explorer_app.py").write_text(MARIMO_APP)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     with serve(["marimo", "run", "explorer_app.py", "--headless", "--host", "127.0.0.1", "--port", str(port),
                 "--no-token", "--no-sandbox"], f"{url}/health", root, home):

@@ -5,12 +5,12 @@ texts follow, and a planted ``<img onerror>`` token shows as text without runnin
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
+from kernel_run import execute_notebook
 from pages import assert_side_matches, offline_context, rendered_side, walk_grid
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -59,7 +59,6 @@ display(explorer)""".replace("__PAYLOAD__", repr(PAYLOAD))
 def executed(tmp_path_factory):
     """The GPT-2 notebook run by nbclient on the model organism (widget state saved), plus the planted cell."""
     import nbformat
-    from nbclient import NotebookClient
 
     folder = tmp_path_factory.mktemp("executed")
     nb = nbformat.read(REPO / "notebooks" / "gpt2_small_res_jb.ipynb", as_version=4)
@@ -70,15 +69,7 @@ def executed(tmp_path_factory):
         elif "parameters" in tags:
             cell.source = PARAMETERS
     nb.cells.append(nbformat.v4.new_code_cell("import json\n" + PLANT))
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), str(TESTS), old]))
-    try:
-        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
-    finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH")
-        else:
-            os.environ["PYTHONPATH"] = old
+    execute_notebook(nb, folder, timeout=300, paths=[TESTS])
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, errors
     printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.get("output_type") == "stream")
